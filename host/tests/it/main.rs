@@ -1,0 +1,7 @@
+//! Integration tests of the Wasm function host: the example functions against native Rust
+//! references, hostile modules, the compiled-module cache and guest output capture.
+
+mod common;
+mod examples;
+mod hostile;
+mod loading;

@@ -1,0 +1,286 @@
+//! The per-batch loops behind every function kind. The macros generate one call into these per
+//! exported function; everything else (null handling, errors with row numbers, state encoding) is
+//! written once, here.
+
+use std::fmt::Display;
+
+use crate::aggregate::{Aggregate, ArgTuple};
+use crate::column::{ArgReader, ArgValue, ColumnBuilder, ResultValue};
+use crate::wit::{Batch, Column, DataType, PrimitiveType, TableOutput, UdfError};
+
+fn batch_error(message: String) -> UdfError {
+    UdfError { message, row: None }
+}
+
+fn row_error(message: impl Display, row: usize) -> UdfError {
+    UdfError {
+        message: message.to_string(),
+        row: Some(row as u32),
+    }
+}
+
+impl<'a> ArgTuple<'a> for () {
+    type Readers = ();
+    fn data_types() -> Vec<DataType> {
+        Vec::new()
+    }
+    fn readers(columns: &'a [Column], _num_rows: usize) -> Result<(), String> {
+        if columns.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("expected no arguments, got {}", columns.len()))
+        }
+    }
+    fn read(_: &(), _row: usize) -> Option<()> {
+        Some(())
+    }
+}
+
+/// Runs a scalar function over a batch: one result per row, null where a non-`Option` argument
+/// is null (the function is not called for that row).
+///
+/// # Errors
+/// Argument columns that do not match the signature, or the first row whose call returned `Err`.
+pub fn scalar<'a, A, R, E>(
+    args: &'a Batch,
+    mut function: impl FnMut(A) -> Result<R, E>,
+) -> Result<Column, UdfError>
+where
+    A: ArgTuple<'a>,
+    R: ResultValue,
+    E: Display,
+{
+    let num_rows = args.num_rows as usize;
+    let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
+    let mut out = R::Builder::with_capacity(num_rows);
+    for row in 0..num_rows {
+        match A::read(&readers, row) {
+            Some(values) => match function(values) {
+                Ok(value) => out.push(value),
+                Err(e) => return Err(row_error(e, row)),
+            },
+            None => out.push_null(),
+        }
+    }
+    Ok(out.finish())
+}
+
+/// One output row of a table function: a single value, or a tuple of values (one per column).
+pub trait TableRow: Sized {
+    /// Builders of the output columns.
+    type Builders;
+    /// The output column types.
+    fn data_types() -> Vec<DataType>;
+    /// Empty builders.
+    fn builders(capacity: usize) -> Self::Builders;
+    /// Appends this row.
+    fn push(self, builders: &mut Self::Builders);
+    /// The finished columns.
+    fn finish(builders: Self::Builders) -> Vec<Column>;
+}
+
+impl<T: ResultValue> TableRow for T {
+    type Builders = T::Builder;
+    fn data_types() -> Vec<DataType> {
+        vec![T::DATA_TYPE]
+    }
+    fn builders(capacity: usize) -> T::Builder {
+        T::Builder::with_capacity(capacity)
+    }
+    #[inline]
+    fn push(self, builders: &mut T::Builder) {
+        builders.push(self)
+    }
+    fn finish(builders: T::Builder) -> Vec<Column> {
+        vec![builders.finish()]
+    }
+}
+
+macro_rules! table_row {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: ResultValue),+> TableRow for ($($name,)+) {
+            type Builders = ($($name::Builder,)+);
+            fn data_types() -> Vec<DataType> {
+                vec![$($name::DATA_TYPE),+]
+            }
+            fn builders(capacity: usize) -> Self::Builders {
+                ($($name::Builder::with_capacity(capacity),)+)
+            }
+            #[inline]
+            fn push(self, builders: &mut Self::Builders) {
+                $(builders.$idx.push(self.$idx);)+
+            }
+            fn finish(builders: Self::Builders) -> Vec<Column> {
+                vec![$(builders.$idx.finish()),+]
+            }
+        }
+    };
+}
+
+table_row!(A 0, B 1);
+table_row!(A 0, B 1, C 2);
+table_row!(A 0, B 1, C 2, D 3);
+table_row!(A 0, B 1, C 2, D 3, E 4);
+table_row!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// Runs a table function over a batch. Each output row records the input row it came from; a row
+/// whose non-`Option` argument is null produces no output.
+///
+/// # Errors
+/// Argument columns that do not match the signature, or the first row whose call returned `Err`.
+pub fn table<'a, A, I, E>(
+    args: &'a Batch,
+    mut function: impl FnMut(A) -> Result<I, E>,
+) -> Result<TableOutput, UdfError>
+where
+    A: ArgTuple<'a>,
+    I: IntoIterator,
+    I::Item: TableRow,
+    E: Display,
+{
+    let num_rows = args.num_rows as usize;
+    let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
+    let mut builders = <I::Item as TableRow>::builders(num_rows);
+    let mut row_index = Vec::with_capacity(num_rows);
+    for row in 0..num_rows {
+        let Some(values) = A::read(&readers, row) else {
+            continue;
+        };
+        let rows = function(values).map_err(|e| row_error(e, row))?;
+        for output in rows {
+            output.push(&mut builders);
+            Vec::push(&mut row_index, row as u32);
+        }
+    }
+    let columns = <I::Item as TableRow>::finish(builders);
+    Ok(TableOutput {
+        rows: Batch {
+            num_rows: row_index.len() as u32,
+            columns,
+        },
+        row_index,
+    })
+}
+
+fn encode_state<A: Aggregate>(state: &A, out: &mut Vec<u8>) -> Result<(), UdfError> {
+    let bytes = postcard::to_allocvec(state)
+        .map_err(|e| batch_error(format!("cannot encode the aggregate state: {e}")))?;
+    out.extend_from_slice(&bytes);
+    Ok(())
+}
+
+fn decode_states<A: Aggregate>(states: &Column) -> Result<Vec<A>, UdfError> {
+    let len = states.len as usize;
+    let reader = <&[u8]>::reader(states, len)
+        .map_err(|e| batch_error(format!("aggregate states: {e}")))?;
+    (0..len)
+        .map(|i| {
+            let bytes = reader.get(i).ok_or_else(|| {
+                batch_error(format!("aggregate state {i} is null; states are never null"))
+            })?;
+            postcard::from_bytes(bytes)
+                .map_err(|e| batch_error(format!("aggregate state {i} cannot be decoded: {e}")))
+        })
+        .collect()
+}
+
+fn encode_states<A: Aggregate>(states: &[A]) -> Result<Column, UdfError> {
+    let mut offsets = Vec::with_capacity((states.len() + 1) * 4);
+    offsets.extend_from_slice(&0i32.to_le_bytes());
+    let mut values = Vec::new();
+    for state in states {
+        encode_state(state, &mut values)?;
+        let end = i32::try_from(values.len())
+            .map_err(|_| batch_error("aggregate states exceed 2 GiB".to_string()))?;
+        offsets.extend_from_slice(&end.to_le_bytes());
+    }
+    Ok(Column {
+        data_type: DataType::Primitive(PrimitiveType::Binary),
+        len: states.len() as u32,
+        data: crate::wit::Buffers {
+            validity: None,
+            offsets,
+            values,
+        },
+        elements: None,
+    })
+}
+
+/// A new state, encoded.
+///
+/// # Errors
+/// The state cannot be encoded.
+pub fn aggregate_create<A: Aggregate>() -> Result<Vec<u8>, UdfError> {
+    let mut out = Vec::new();
+    encode_state(&A::create(), &mut out)?;
+    Ok(out)
+}
+
+/// Accumulates (or, with `retract`, retracts) each row into the state of its group.
+///
+/// # Errors
+/// Bad argument columns or states, a group index out of range, or the first row whose
+/// accumulate/retract returned `Err`.
+pub fn aggregate_update<A: Aggregate>(
+    args: &Batch,
+    groups: &[u32],
+    states: &Column,
+    retract: bool,
+) -> Result<Column, UdfError> {
+    let num_rows = args.num_rows as usize;
+    if groups.len() != num_rows {
+        return Err(batch_error(format!(
+            "{} group indexes for {num_rows} rows",
+            groups.len()
+        )));
+    }
+    let mut decoded: Vec<A> = decode_states(states)?;
+    let readers = <A::Args<'_> as ArgTuple>::readers(&args.columns, num_rows).map_err(batch_error)?;
+    for (row, &group) in groups.iter().enumerate() {
+        let Some(values) = <A::Args<'_> as ArgTuple>::read(&readers, row) else {
+            continue;
+        };
+        let state = decoded.get_mut(group as usize).ok_or_else(|| {
+            row_error(format!("group index {group} is out of range"), row)
+        })?;
+        let result = if retract {
+            state.retract(values)
+        } else {
+            state.accumulate(values)
+        };
+        result.map_err(|e| row_error(e, row))?;
+    }
+    encode_states(&decoded)
+}
+
+/// Merges `right[i]` into `left[i]`.
+///
+/// # Errors
+/// Bad states, columns of different lengths, or a merge that returned `Err`.
+pub fn aggregate_merge<A: Aggregate>(left: &Column, right: &Column) -> Result<Column, UdfError> {
+    if left.len != right.len {
+        return Err(batch_error(format!(
+            "cannot merge {} states with {}",
+            left.len, right.len
+        )));
+    }
+    let mut merged: Vec<A> = decode_states(left)?;
+    let others: Vec<A> = decode_states(right)?;
+    for (i, (state, other)) in merged.iter_mut().zip(others).enumerate() {
+        state.merge(other).map_err(|e| row_error(e, i))?;
+    }
+    encode_states(&merged)
+}
+
+/// The final value of each state.
+///
+/// # Errors
+/// Bad states.
+pub fn aggregate_finish<A: Aggregate>(states: &Column) -> Result<Column, UdfError> {
+    let decoded: Vec<A> = decode_states(states)?;
+    let mut out = <A::Output as ResultValue>::Builder::with_capacity(decoded.len());
+    for state in &decoded {
+        out.push(state.finish());
+    }
+    Ok(out.finish())
+}

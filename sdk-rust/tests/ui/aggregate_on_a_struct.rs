@@ -1,0 +1,6 @@
+use weir_udf::aggregate;
+
+#[aggregate]
+struct Total(i64);
+
+fn main() {}
