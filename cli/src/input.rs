@@ -39,8 +39,9 @@ pub fn open(path: &Path, batch_size: usize) -> anyhow::Result<Input> {
         }
         "json" | "jsonl" | "ndjson" => {
             let mut buffered = BufReader::new(file);
-            let (schema, _) = arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, Some(10_000))
-                .with_context(|| format!("cannot infer the fields of {}", path.display()))?;
+            let (schema, _) =
+                arrow::json::reader::infer_json_schema_from_seekable(&mut buffered, Some(10_000))
+                    .with_context(|| format!("cannot infer the fields of {}", path.display()))?;
             let schema: SchemaRef = schema.into();
             let reader = arrow::json::ReaderBuilder::new(schema.clone())
                 .with_batch_size(batch_size)
@@ -51,8 +52,9 @@ pub fn open(path: &Path, batch_size: usize) -> anyhow::Result<Input> {
             })
         }
         "parquet" => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                .with_context(|| format!("cannot read {} as Parquet", path.display()))?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .with_context(|| format!("cannot read {} as Parquet", path.display()))?;
             let reader = builder.with_batch_size(batch_size).build()?;
             Ok(Input {
                 schema: arrow::record_batch::RecordBatchReader::schema(&reader),

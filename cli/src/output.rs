@@ -21,10 +21,16 @@ pub fn print_batches(batches: &[RecordBatch], format: OutputFormat) -> anyhow::R
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Table => {
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(batches)?)?;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
             for batch in batches {
                 writer.write(batch)?;
             }

@@ -108,7 +108,9 @@ impl UdfType {
     /// The type an Arrow type maps to, if any.
     pub fn from_arrow(data_type: &DataType) -> Option<Self> {
         match data_type {
-            DataType::List(field) => PrimitiveType::from_arrow(field.data_type()).map(UdfType::List),
+            DataType::List(field) => {
+                PrimitiveType::from_arrow(field.data_type()).map(UdfType::List)
+            }
             other => PrimitiveType::from_arrow(other).map(UdfType::Primitive),
         }
     }

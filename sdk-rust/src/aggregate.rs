@@ -95,9 +95,14 @@ pub trait ArgTuple<'a>: Sized {
     ///
     /// # Errors
     /// A column of the wrong type or length, named by position.
-    fn readers(columns: &'a [crate::wit::Column], num_rows: usize) -> Result<Self::Readers, String>;
+    fn readers(columns: &'a [crate::wit::Column], num_rows: usize)
+    -> Result<Self::Readers, String>;
     /// The row, or `None` if a non-`Option` argument is null.
     fn read(readers: &Self::Readers, row: usize) -> Option<Self>;
+    /// Whether some row may be skipped for a null argument.
+    fn nulls(readers: &Self::Readers) -> bool;
+    /// The row, when [`ArgTuple::nulls`] said no row is skipped.
+    fn read_valid(readers: &Self::Readers, row: usize) -> Self;
 }
 
 macro_rules! arg_tuple {
@@ -124,6 +129,15 @@ macro_rules! arg_tuple {
             fn read(readers: &Self::Readers, row: usize) -> Option<Self> {
                 use crate::column::ArgReader;
                 Some(($(readers.$idx.get(row)?,)+))
+            }
+            fn nulls(readers: &Self::Readers) -> bool {
+                use crate::column::ArgReader;
+                false $(|| readers.$idx.nulls())+
+            }
+            #[inline]
+            fn read_valid(readers: &Self::Readers, row: usize) -> Self {
+                use crate::column::ArgReader;
+                ($(readers.$idx.get_valid(row),)+)
             }
         }
     };

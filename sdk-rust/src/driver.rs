@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use crate::aggregate::{Aggregate, ArgTuple};
-use crate::column::{ArgReader, ArgValue, ColumnBuilder, ResultValue};
+use crate::column::{ArgReader, ArgValue, ResultValue};
 use crate::wit::{Batch, Column, DataType, PrimitiveType, TableOutput, UdfError};
 
 fn batch_error(message: String) -> UdfError {
@@ -34,6 +34,10 @@ impl<'a> ArgTuple<'a> for () {
     fn read(_: &(), _row: usize) -> Option<()> {
         Some(())
     }
+    fn nulls(_: &()) -> bool {
+        false
+    }
+    fn read_valid(_: &(), _row: usize) {}
 }
 
 /// Runs a scalar function over a batch: one result per row, null where a non-`Option` argument
@@ -52,66 +56,55 @@ where
 {
     let num_rows = args.num_rows as usize;
     let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
-    let mut out = R::Builder::with_capacity(num_rows);
-    for row in 0..num_rows {
-        match A::read(&readers, row) {
-            Some(values) => match function(values) {
-                Ok(value) => out.push(value),
+    if !A::nulls(&readers) {
+        // The common case: no row is skipped, so results go straight into the output buffer.
+        return R::encode_valid(num_rows, |row| function(A::read_valid(&readers, row)))
+            .map_err(|(row, e)| row_error(e, row));
+    }
+    // Results go to slots of a vector sized once; encoding follows in one pass per buffer. A
+    // builder pushed row by row would keep its length in memory (its growth path escapes), and
+    // that store-to-load chain, not the function, would set the pace.
+    let mut results: Vec<Option<R>> = (0..num_rows).map(|_| None).collect();
+    for (row, slot) in results.iter_mut().enumerate() {
+        if let Some(values) = A::read(&readers, row) {
+            match function(values) {
+                Ok(value) => *slot = Some(value),
                 Err(e) => return Err(row_error(e, row)),
-            },
-            None => out.push_null(),
+            }
         }
     }
-    Ok(out.finish())
+    Ok(R::encode(results))
 }
 
 /// One output row of a table function: a single value, or a tuple of values (one per column).
 pub trait TableRow: Sized {
-    /// Builders of the output columns.
-    type Builders;
     /// The output column types.
     fn data_types() -> Vec<DataType>;
-    /// Empty builders.
-    fn builders(capacity: usize) -> Self::Builders;
-    /// Appends this row.
-    fn push(self, builders: &mut Self::Builders);
-    /// The finished columns.
-    fn finish(builders: Self::Builders) -> Vec<Column>;
+    /// The output columns of `rows`.
+    fn encode(rows: Vec<Self>) -> Vec<Column>;
 }
 
 impl<T: ResultValue> TableRow for T {
-    type Builders = T::Builder;
     fn data_types() -> Vec<DataType> {
         vec![T::DATA_TYPE]
     }
-    fn builders(capacity: usize) -> T::Builder {
-        T::Builder::with_capacity(capacity)
-    }
-    #[inline]
-    fn push(self, builders: &mut T::Builder) {
-        builders.push(self)
-    }
-    fn finish(builders: T::Builder) -> Vec<Column> {
-        vec![builders.finish()]
+    fn encode(rows: Vec<Self>) -> Vec<Column> {
+        vec![T::encode(rows.into_iter().map(Some).collect())]
     }
 }
 
 macro_rules! table_row {
     ($($name:ident $idx:tt),+) => {
         impl<$($name: ResultValue),+> TableRow for ($($name,)+) {
-            type Builders = ($($name::Builder,)+);
             fn data_types() -> Vec<DataType> {
                 vec![$($name::DATA_TYPE),+]
             }
-            fn builders(capacity: usize) -> Self::Builders {
-                ($($name::Builder::with_capacity(capacity),)+)
-            }
-            #[inline]
-            fn push(self, builders: &mut Self::Builders) {
-                $(builders.$idx.push(self.$idx);)+
-            }
-            fn finish(builders: Self::Builders) -> Vec<Column> {
-                vec![$(builders.$idx.finish()),+]
+            fn encode(rows: Vec<Self>) -> Vec<Column> {
+                let mut columns = ($(Vec::<Option<$name>>::with_capacity(rows.len()),)+);
+                for row in rows {
+                    $(columns.$idx.push(Some(row.$idx));)+
+                }
+                vec![$($name::encode(columns.$idx)),+]
             }
         }
     };
@@ -140,7 +133,7 @@ where
 {
     let num_rows = args.num_rows as usize;
     let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
-    let mut builders = <I::Item as TableRow>::builders(num_rows);
+    let mut outputs: Vec<I::Item> = Vec::with_capacity(num_rows);
     let mut row_index = Vec::with_capacity(num_rows);
     for row in 0..num_rows {
         let Some(values) = A::read(&readers, row) else {
@@ -148,11 +141,11 @@ where
         };
         let rows = function(values).map_err(|e| row_error(e, row))?;
         for output in rows {
-            output.push(&mut builders);
-            Vec::push(&mut row_index, row as u32);
+            outputs.push(output);
+            row_index.push(row as u32);
         }
     }
-    let columns = <I::Item as TableRow>::finish(builders);
+    let columns = <I::Item as TableRow>::encode(outputs);
     Ok(TableOutput {
         rows: Batch {
             num_rows: row_index.len() as u32,
@@ -171,12 +164,14 @@ fn encode_state<A: Aggregate>(state: &A, out: &mut Vec<u8>) -> Result<(), UdfErr
 
 fn decode_states<A: Aggregate>(states: &Column) -> Result<Vec<A>, UdfError> {
     let len = states.len as usize;
-    let reader = <&[u8]>::reader(states, len)
-        .map_err(|e| batch_error(format!("aggregate states: {e}")))?;
+    let reader =
+        <&[u8]>::reader(states, len).map_err(|e| batch_error(format!("aggregate states: {e}")))?;
     (0..len)
         .map(|i| {
             let bytes = reader.get(i).ok_or_else(|| {
-                batch_error(format!("aggregate state {i} is null; states are never null"))
+                batch_error(format!(
+                    "aggregate state {i} is null; states are never null"
+                ))
             })?;
             postcard::from_bytes(bytes)
                 .map_err(|e| batch_error(format!("aggregate state {i} cannot be decoded: {e}")))
@@ -235,14 +230,15 @@ pub fn aggregate_update<A: Aggregate>(
         )));
     }
     let mut decoded: Vec<A> = decode_states(states)?;
-    let readers = <A::Args<'_> as ArgTuple>::readers(&args.columns, num_rows).map_err(batch_error)?;
+    let readers =
+        <A::Args<'_> as ArgTuple>::readers(&args.columns, num_rows).map_err(batch_error)?;
     for (row, &group) in groups.iter().enumerate() {
         let Some(values) = <A::Args<'_> as ArgTuple>::read(&readers, row) else {
             continue;
         };
-        let state = decoded.get_mut(group as usize).ok_or_else(|| {
-            row_error(format!("group index {group} is out of range"), row)
-        })?;
+        let state = decoded
+            .get_mut(group as usize)
+            .ok_or_else(|| row_error(format!("group index {group} is out of range"), row))?;
         let result = if retract {
             state.retract(values)
         } else {
@@ -278,9 +274,6 @@ pub fn aggregate_merge<A: Aggregate>(left: &Column, right: &Column) -> Result<Co
 /// Bad states.
 pub fn aggregate_finish<A: Aggregate>(states: &Column) -> Result<Column, UdfError> {
     let decoded: Vec<A> = decode_states(states)?;
-    let mut out = <A::Output as ResultValue>::Builder::with_capacity(decoded.len());
-    for state in &decoded {
-        out.push(state.finish());
-    }
-    Ok(out.finish())
+    let results = decoded.iter().map(|state| Some(state.finish())).collect();
+    Ok(<A::Output as ResultValue>::encode(results))
 }

@@ -45,7 +45,7 @@ mod column;
 mod driver;
 
 pub use aggregate::{Aggregate, ArgTuple};
-pub use column::{ArgReader, ArgValue, ColumnBuilder, ResultValue};
+pub use column::{ArgReader, ArgValue, ResultValue};
 pub use driver::TableRow;
 pub use weir_udf_macros::{aggregate, scalar, table};
 
@@ -63,17 +63,19 @@ pub mod wit_bindings {
 
 pub(crate) mod wit {
     pub use crate::wit_bindings::weir::udf::types::{
-        AggregateCapabilities, Batch, Buffers, Column, DataType, Field, FunctionKind,
-        FunctionSpec, PrimitiveType, TableOutput, UdfError,
+        AggregateCapabilities, Batch, Buffers, Column, DataType, Field, FunctionKind, FunctionSpec,
+        PrimitiveType, TableOutput, UdfError,
     };
 }
 
 /// A DATE: days since 1970-01-01.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
 pub struct Date(pub i32);
 
 /// A TIMESTAMP: microseconds since 1970-01-01 00:00:00 UTC.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(transparent)]
 pub struct Timestamp(pub i64);
 
 /// An error from a user function; the host reports it with the function's name and the row.

@@ -26,7 +26,10 @@ fn target_installed() -> anyhow::Result<bool> {
         .output()
         .context("cannot run rustc: is a Rust toolchain installed (rustup)?")?;
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
-    Ok(Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists())
+    Ok(Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists())
 }
 
 /// Builds the crate and returns the component's path.
@@ -41,7 +44,13 @@ pub fn build_crate(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     // Run from the crate's directory so that its .cargo/config.toml (rustflags) applies.
     let mut child = Command::new("cargo")
         .current_dir(crate_dir)
-        .args(["build", "--release", "--target", TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -53,12 +53,19 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let input = input::open(&args.input, args.batch_size)?;
     let arg_indexes = argument_columns(&args, &spec, &input.schema)?;
     if args.group_by.is_some() && !matches!(spec.kind, FunctionKind::Aggregate { .. }) {
-        bail!("--group-by applies to aggregate functions; `{}` is a {} function", spec.name, spec.kind.name());
+        bail!(
+            "--group-by applies to aggregate functions; `{}` is a {} function",
+            spec.name,
+            spec.kind.name()
+        );
     }
     let group_index = match &args.group_by {
-        Some(name) => Some(input.schema.index_of(name).with_context(|| {
-            format!("no column `{name}` in {}", args.input.display())
-        })?),
+        Some(name) => Some(
+            input
+                .schema
+                .index_of(name)
+                .with_context(|| format!("no column `{name}` in {}", args.input.display()))?,
+        ),
         None => None,
     };
     let mut instance = module.instance();
@@ -100,7 +107,11 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     print_batches(&output, args.format)
 }
 
-fn argument_columns(args: &Args, spec: &FunctionSpec, schema: &Schema) -> anyhow::Result<Vec<usize>> {
+fn argument_columns(
+    args: &Args,
+    spec: &FunctionSpec,
+    schema: &Schema,
+) -> anyhow::Result<Vec<usize>> {
     if !args.args.is_empty() {
         if args.args.len() != spec.params.len() {
             bail!(
@@ -121,7 +132,11 @@ fn argument_columns(args: &Args, spec: &FunctionSpec, schema: &Schema) -> anyhow
             })
             .collect();
     }
-    let by_name: Option<Vec<usize>> = spec.params.iter().map(|p| schema.index_of(&p.name).ok()).collect();
+    let by_name: Option<Vec<usize>> = spec
+        .params
+        .iter()
+        .map(|p| schema.index_of(&p.name).ok())
+        .collect();
     if let Some(indexes) = by_name {
         return Ok(indexes);
     }
@@ -173,11 +188,18 @@ impl Run<'_> {
                 fields.push(Field::new(function, result.data_type().clone(), true));
                 let mut columns = arguments.to_vec();
                 columns.push(result);
-                self.output.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?);
+                self.output.push(RecordBatch::try_new(
+                    Arc::new(Schema::new(fields)),
+                    columns,
+                )?);
             }
             FunctionKind::Table => {
                 let rows = self.instance.call_table(function, arguments, num_rows)?;
-                let input_rows: UInt64Array = rows.row_index.iter().map(|i| i.map(|i| u64::from(i) + offset)).collect();
+                let input_rows: UInt64Array = rows
+                    .row_index
+                    .iter()
+                    .map(|i| i.map(|i| u64::from(i) + offset))
+                    .collect();
                 let mut fields = vec![Field::new("row", DataType::UInt64, false)];
                 fields.extend(
                     self.spec
@@ -188,19 +210,29 @@ impl Run<'_> {
                 );
                 let mut columns: Vec<ArrayRef> = vec![Arc::new(input_rows)];
                 columns.extend(rows.columns);
-                self.output.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?);
+                self.output.push(RecordBatch::try_new(
+                    Arc::new(Schema::new(fields)),
+                    columns,
+                )?);
             }
             FunctionKind::Aggregate { .. } => self.accumulate(arguments, group_column, num_rows)?,
         }
         Ok(())
     }
 
-    fn group_of(&mut self, key: String, column: Option<&ArrayRef>, row: usize) -> anyhow::Result<usize> {
+    fn group_of(
+        &mut self,
+        key: String,
+        column: Option<&ArrayRef>,
+        row: usize,
+    ) -> anyhow::Result<usize> {
         if let Some(&g) = self.groups.index.get(&key) {
             return Ok(g);
         }
         let g = self.groups.states.len();
-        self.groups.states.push(self.instance.aggregate_create(&self.spec.name)?);
+        self.groups
+            .states
+            .push(self.instance.aggregate_create(&self.spec.name)?);
         if let Some(column) = column {
             self.groups.keys.push(column.slice(row, 1));
         }
@@ -208,11 +240,19 @@ impl Run<'_> {
         Ok(g)
     }
 
-    fn accumulate(&mut self, arguments: &[ArrayRef], group_column: Option<ArrayRef>, num_rows: usize) -> anyhow::Result<()> {
+    fn accumulate(
+        &mut self,
+        arguments: &[ArrayRef],
+        group_column: Option<ArrayRef>,
+        num_rows: usize,
+    ) -> anyhow::Result<()> {
         let mut global = Vec::with_capacity(num_rows);
         match &group_column {
             Some(column) => {
-                let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default().with_null("NULL"))?;
+                let formatter = ArrayFormatter::try_new(
+                    column.as_ref(),
+                    &FormatOptions::default().with_null("NULL"),
+                )?;
                 for row in 0..num_rows {
                     let key = formatter.value(row).to_string();
                     global.push(self.group_of(key, Some(column), row)?);
@@ -236,9 +276,9 @@ impl Run<'_> {
             })
             .collect();
         let states = BinaryArray::from_iter_values(present.iter().map(|&g| &self.groups.states[g]));
-        let updated = self
-            .instance
-            .aggregate_accumulate(&self.spec.name, arguments, &groups, &states)?;
+        let updated =
+            self.instance
+                .aggregate_accumulate(&self.spec.name, arguments, &groups, &states)?;
         for (local, &g) in present.iter().enumerate() {
             self.groups.states[g] = updated.value(local).to_vec();
         }
@@ -266,8 +306,15 @@ impl Run<'_> {
                 return Ok(Vec::new());
             }
         }
-        fields.push(Field::new(&self.spec.name, results.data_type().clone(), true));
+        fields.push(Field::new(
+            &self.spec.name,
+            results.data_type().clone(),
+            true,
+        ));
         columns.push(results);
-        Ok(vec![RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?])
+        Ok(vec![RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns,
+        )?])
     }
 }

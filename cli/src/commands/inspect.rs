@@ -57,7 +57,12 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         }
         OutputFormat::Table | OutputFormat::Csv => {
-            writeln!(out, "module {} (sha256 {})", module.name(), &module.digest()[..16])?;
+            writeln!(
+                out,
+                "module {} (sha256 {})",
+                module.name(),
+                &module.digest()[..16]
+            )?;
             for f in module.functions() {
                 let mut notes = Vec::new();
                 if let FunctionKind::Aggregate { retract, merge } = f.kind {

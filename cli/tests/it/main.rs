@@ -34,7 +34,8 @@ fn ok(args: &[&str]) -> String {
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
 }
 
 /// `weir build` of an example crate, once per crate per run.
@@ -55,54 +56,121 @@ fn built(name: &str) -> String {
 }
 
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
+    text.lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
 }
 
 #[test]
 fn inspect_prints_both_signatures() {
     let module = built("currency");
     let out = ok(&["inspect", &module]);
-    assert!(out.contains("scalar    to_usd(price BIGINT) -> DOUBLE"), "{out}");
-    assert!(out.contains("scalar    count_char(s VARCHAR, c VARCHAR) -> BIGINT"), "{out}");
+    assert!(
+        out.contains("scalar    to_usd(price BIGINT) -> DOUBLE"),
+        "{out}"
+    );
+    assert!(
+        out.contains("scalar    count_char(s VARCHAR, c VARCHAR) -> BIGINT"),
+        "{out}"
+    );
 
-    let json: serde_json::Value = serde_json::from_str(&ok(&["inspect", &module, "--output", "json"])).expect("json");
-    let names: Vec<&str> = json["functions"].as_array().expect("functions").iter().map(|f| f["name"].as_str().expect("name")).collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", &module, "--output", "json"])).expect("json");
+    let names: Vec<&str> = json["functions"]
+        .as_array()
+        .expect("functions")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["to_usd", "count_char"]);
 }
 
 #[test]
 fn call_prints_correct_values_from_csv() {
     let module = built("currency");
-    let out = ok(&["call", &module, "to_usd", "--input", "udfs/data/orders.csv", "--args", "price_cents", "--format", "csv"]);
+    let out = ok(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "price_cents",
+        "--format",
+        "csv",
+    ]);
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["price_cents", "to_usd"]);
     let usd: Vec<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
     assert_eq!(usd, ["19.99", "5.5", "120.0", "8.99", "", "25.0", "1.0"]);
 
     // The same through small batches: the answer does not depend on the batch size.
-    let small = ok(&["call", &module, "to_usd", "--input", "udfs/data/orders.csv", "--args", "price_cents", "--format", "csv", "--batch-size", "2"]);
+    let small = ok(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "price_cents",
+        "--format",
+        "csv",
+        "--batch-size",
+        "2",
+    ]);
     assert_eq!(small, out);
 
-    let table = ok(&["call", &module, "to_usd", "--input", "udfs/data/orders.csv", "--args", "price_cents"]);
+    let table = ok(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "price_cents",
+    ]);
     assert!(table.contains("| 19.99"), "{table}");
 }
 
 #[test]
 fn table_functions_print_the_input_row_of_each_output_row() {
     let module = built("urls");
-    let out = ok(&["call", &module, "url_segments", "--input", "udfs/data/orders.csv", "--args", "url", "--format", "csv", "--batch-size", "3"]);
+    let out = ok(&[
+        "call",
+        &module,
+        "url_segments",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "url",
+        "--format",
+        "csv",
+        "--batch-size",
+        "3",
+    ]);
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["row", "position", "segment"]);
-    let got: Vec<(&str, &str, &str)> = rows[1..].iter().map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str())).collect();
+    let got: Vec<(&str, &str, &str)> = rows[1..]
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str()))
+        .collect();
     assert_eq!(
         got,
         [
-            ("0", "1", "books"), ("0", "2", "rust"), ("0", "3", "1"),
-            ("1", "1", "music"), ("1", "2", "jazz"),
-            ("2", "1", "posts"), ("2", "2", "2026"), ("2", "3", "11"), ("2", "4", "launch"),
+            ("0", "1", "books"),
+            ("0", "2", "rust"),
+            ("0", "3", "1"),
+            ("1", "1", "music"),
+            ("1", "2", "jazz"),
+            ("2", "1", "posts"),
+            ("2", "2", "2026"),
+            ("2", "3", "11"),
+            ("2", "4", "launch"),
             ("3", "1", "books"),
             ("4", "1", "not a url"),
-            ("5", "1", "v1"), ("5", "2", "users"), ("5", "3", "42"),
+            ("5", "1", "v1"),
+            ("5", "2", "users"),
+            ("5", "3", "42"),
         ]
     );
 }
@@ -110,10 +178,27 @@ fn table_functions_print_the_input_row_of_each_output_row() {
 #[test]
 fn aggregates_print_one_value_per_group() {
     let module = built("stats");
-    let out = ok(&["call", &module, "weighted_avg", "--input", "udfs/data/orders.csv", "--args", "price,quantity", "--group-by", "country", "--format", "csv", "--batch-size", "2"]);
+    let out = ok(&[
+        "call",
+        &module,
+        "weighted_avg",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "price,quantity",
+        "--group-by",
+        "country",
+        "--format",
+        "csv",
+        "--batch-size",
+        "2",
+    ]);
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["country", "weighted_avg"]);
-    let got: Vec<(String, f64)> = rows[1..].iter().map(|r| (r[0].clone(), r[1].parse().expect("a number"))).collect();
+    let got: Vec<(String, f64)> = rows[1..]
+        .iter()
+        .map(|r| (r[0].clone(), r[1].parse().expect("a number")))
+        .collect();
     let expected = [
         ("DE", (19.99 * 2.0 + 120.0 + 10.0) / 13.0),
         ("FR", 5.5),
@@ -124,7 +209,17 @@ fn aggregates_print_one_value_per_group() {
         assert_eq!(country, want_country);
         assert!((value - want).abs() < 1e-9, "{country}: {value} != {want}");
     }
-    let total = ok(&["call", &module, "weighted_avg", "--input", "udfs/data/orders.csv", "--args", "price,quantity", "--format", "csv"]);
+    let total = ok(&[
+        "call",
+        &module,
+        "weighted_avg",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "price,quantity",
+        "--format",
+        "csv",
+    ]);
     let total: f64 = csv_rows(&total)[1][0].parse().expect("a number");
     let want = (19.99 * 2.0 + 5.5 + 120.0 + 8.99 * 5.0 + 25.0 * 4.0 + 10.0) / 23.0;
     assert!((total - want).abs() < 1e-9, "{total} != {want}");
@@ -135,7 +230,15 @@ fn a_failing_row_is_named_by_its_position_in_the_file() {
     let module = built("currency");
     let input = scratch().join("needles.csv");
     std::fs::write(&input, "s,c\naa,a\nbb,b\ncc,c\ndd,dd\n").expect("write csv");
-    let out = weir(&["call", &module, "count_char", "--input", &input.to_string_lossy(), "--batch-size", "2"]);
+    let out = weir(&[
+        "call",
+        &module,
+        "count_char",
+        "--input",
+        &input.to_string_lossy(),
+        "--batch-size",
+        "2",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("function `count_char`"), "{stderr}");
@@ -149,17 +252,48 @@ fn json_lines_and_parquet_inputs_give_the_same_answer() {
     use arrow::array::{Int64Array, RecordBatch};
     let module = built("currency");
     let jsonl = scratch().join("prices.jsonl");
-    std::fs::write(&jsonl, "{\"price\": 150}\n{\"price\": null}\n{\"price\": -5}\n").expect("write jsonl");
-    let from_json = ok(&["call", &module, "to_usd", "--input", &jsonl.to_string_lossy(), "--format", "csv"]);
-    assert_eq!(csv_rows(&from_json)[1..].iter().map(|r| r[1].clone()).collect::<Vec<_>>(), ["1.5", "", "-0.05"]);
+    std::fs::write(
+        &jsonl,
+        "{\"price\": 150}\n{\"price\": null}\n{\"price\": -5}\n",
+    )
+    .expect("write jsonl");
+    let from_json = ok(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        &jsonl.to_string_lossy(),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        csv_rows(&from_json)[1..]
+            .iter()
+            .map(|r| r[1].clone())
+            .collect::<Vec<_>>(),
+        ["1.5", "", "-0.05"]
+    );
 
     let parquet_path = scratch().join("prices.parquet");
-    let batch = RecordBatch::try_from_iter([("price", Arc::new(Int64Array::from(vec![Some(150), None, Some(-5)])) as _)]).expect("batch");
+    let batch = RecordBatch::try_from_iter([(
+        "price",
+        Arc::new(Int64Array::from(vec![Some(150), None, Some(-5)])) as _,
+    )])
+    .expect("batch");
     let file = std::fs::File::create(&parquet_path).expect("create parquet");
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
-    let from_parquet = ok(&["call", &module, "to_usd", "--input", &parquet_path.to_string_lossy(), "--format", "csv"]);
+    let from_parquet = ok(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        &parquet_path.to_string_lossy(),
+        "--format",
+        "csv",
+    ]);
     assert_eq!(from_parquet, from_json);
 }
 
@@ -174,14 +308,31 @@ fn bad_invocations_exit_non_zero_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a WebAssembly component"));
 
     let module = built("currency");
-    let out = weir(&["call", &module, "no_such_function", "--input", "udfs/data/orders.csv"]);
+    let out = weir(&[
+        "call",
+        &module,
+        "no_such_function",
+        "--input",
+        "udfs/data/orders.csv",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no function `no_such_function`"));
 
-    let out = weir(&["call", &module, "to_usd", "--input", "udfs/data/orders.csv", "--args", "country"]);
+    let out = weir(&[
+        "call",
+        &module,
+        "to_usd",
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        "country",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("column `country` for parameter `price`"), "{stderr}");
+    assert!(
+        stderr.contains("column `country` for parameter `price`"),
+        "{stderr}"
+    );
 
     let out = weir(&["call"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");

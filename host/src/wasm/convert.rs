@@ -9,9 +9,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, Float32Array,
-    Float64Array, GenericListArray, Int32Array, Int64Array, NullArray, PrimitiveArray,
-    StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, GenericListArray, NullArray,
+    PrimitiveArray, StringArray,
 };
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, Field};
@@ -111,7 +110,7 @@ impl PreparedColumn {
 
 /// A bitmap starting at bit `offset` of `buffer`, as bytes starting at bit 0.
 fn bitmap_bytes(bits: &BooleanBuffer) -> Buffer {
-    if bits.offset() % 8 == 0 {
+    if bits.offset().is_multiple_of(8) {
         bits.inner()
             .slice_with_length(bits.offset() / 8, bits.len().div_ceil(8))
     } else {
@@ -164,12 +163,18 @@ fn primitive_buffers(
         PrimitiveType::Utf8 => {
             let strings = array.as_string::<i32>();
             let (offsets, first, last) = rebased_offsets(strings.offsets());
-            (offsets, strings.values().slice_with_length(first, last - first))
+            (
+                offsets,
+                strings.values().slice_with_length(first, last - first),
+            )
         }
         PrimitiveType::Binary => {
             let bytes = array.as_binary::<i32>();
             let (offsets, first, last) = rebased_offsets(bytes.offsets());
-            (offsets, bytes.values().slice_with_length(first, last - first))
+            (
+                offsets,
+                bytes.values().slice_with_length(first, last - first),
+            )
         }
     };
     // A null column has every row null; say so explicitly rather than relying on the type.
@@ -227,7 +232,7 @@ pub(crate) fn prepare(array: &dyn Array, expected: UdfType) -> Result<PreparedCo
 /// A buffer for `T`s: the guest's vector itself when its allocation is aligned for `T` (it is,
 /// from any real allocator), a copy otherwise.
 fn aligned_buffer<T>(bytes: Vec<u8>) -> Buffer {
-    if (bytes.as_ptr() as usize) % std::mem::align_of::<T>() == 0 {
+    if (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
         Buffer::from_vec(bytes)
     } else {
         Buffer::from_slice_ref(&bytes)
@@ -268,7 +273,11 @@ fn primitive_array<T: ArrowPrimitiveType>(
 }
 
 /// Checks offsets: len + 1 of them, non-negative, non-decreasing, within `values_len`.
-fn checked_offsets(raw: Vec<u8>, len: usize, values_len: usize) -> Result<OffsetBuffer<i32>, String> {
+fn checked_offsets(
+    raw: Vec<u8>,
+    len: usize,
+    values_len: usize,
+) -> Result<OffsetBuffer<i32>, String> {
     if raw.len() != (len + 1) * 4 {
         return Err(format!(
             "offsets buffer has {} bytes, {len} rows need {}",
@@ -280,7 +289,9 @@ fn checked_offsets(raw: Vec<u8>, len: usize, values_len: usize) -> Result<Offset
     let mut previous = 0i32;
     for (i, &o) in offsets.iter().enumerate() {
         if o < previous || (i == 0 && o != 0) {
-            return Err(format!("offset {o} at position {i} is negative or out of order"));
+            return Err(format!(
+                "offset {o} at position {i} is negative or out of order"
+            ));
         }
         previous = o;
     }
@@ -317,16 +328,12 @@ fn primitive_from_buffers(
             Arc::new(primitive_array::<dt::Int32Type>(values, len, nulls)?) as ArrayRef
         }
         PrimitiveType::Int64 => Arc::new(primitive_array::<dt::Int64Type>(values, len, nulls)?),
-        PrimitiveType::Float32 => {
-            Arc::new(primitive_array::<dt::Float32Type>(values, len, nulls)?)
-        }
-        PrimitiveType::Float64 => {
-            Arc::new(primitive_array::<dt::Float64Type>(values, len, nulls)?)
-        }
+        PrimitiveType::Float32 => Arc::new(primitive_array::<dt::Float32Type>(values, len, nulls)?),
+        PrimitiveType::Float64 => Arc::new(primitive_array::<dt::Float64Type>(values, len, nulls)?),
         PrimitiveType::Date32 => Arc::new(primitive_array::<dt::Date32Type>(values, len, nulls)?),
-        PrimitiveType::TimestampMicros => Arc::new(primitive_array::<
-            dt::TimestampMicrosecondType,
-        >(values, len, nulls)?),
+        PrimitiveType::TimestampMicros => Arc::new(
+            primitive_array::<dt::TimestampMicrosecondType>(values, len, nulls)?,
+        ),
         PrimitiveType::Utf8 => {
             let offsets = checked_offsets(buffers.offsets, len, values.len())?;
             Arc::new(
@@ -370,10 +377,19 @@ pub(crate) fn to_arrow(
             // Element count is the last offset; check against a generous bound first, then build.
             let raw = column.data.offsets;
             if raw.len() != (len + 1) * 4 {
-                return Err(format!("list offsets buffer has {} bytes for {len} rows", raw.len()));
+                return Err(format!(
+                    "list offsets buffer has {} bytes for {len} rows",
+                    raw.len()
+                ));
             }
-            let last = i32::from_le_bytes([raw[len * 4], raw[len * 4 + 1], raw[len * 4 + 2], raw[len * 4 + 3]]);
-            let element_count = usize::try_from(last).map_err(|_| format!("negative list offset {last}"))?;
+            let last = i32::from_le_bytes([
+                raw[len * 4],
+                raw[len * 4 + 1],
+                raw[len * 4 + 2],
+                raw[len * 4 + 3],
+            ]);
+            let element_count =
+                usize::try_from(last).map_err(|_| format!("negative list offset {last}"))?;
             let offsets = checked_offsets(raw, len, element_count)?;
             let children = primitive_from_buffers(p, element_count, elements)?;
             let field = Arc::new(Field::new("item", p.arrow_type(), true));
@@ -385,22 +401,10 @@ pub(crate) fn to_arrow(
     }
 }
 
-/// Typed constructors are referenced here so that a change in Arrow's array names is caught at
-/// this one place.
-#[allow(dead_code)]
-type KnownArrays = (
-    Int32Array,
-    Int64Array,
-    Float32Array,
-    Float64Array,
-    Date32Array,
-    TimestampMicrosecondArray,
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ListArray, StringArray};
+    use arrow::array::{Int64Array, ListArray};
     use arrow::datatypes::Int64Type;
 
     fn round_trip(array: &dyn Array, t: UdfType) -> ArrayRef {
@@ -423,7 +427,18 @@ mod tests {
 
     #[test]
     fn sliced_arrays_are_rebased() {
-        let ints = Int64Array::from(vec![Some(1), None, Some(3), Some(4), None, Some(6), Some(7), Some(8), None, Some(10)]);
+        let ints = Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(3),
+            Some(4),
+            None,
+            Some(6),
+            Some(7),
+            Some(8),
+            None,
+            Some(10),
+        ]);
         let sliced = ints.slice(3, 6);
         let back = round_trip(&sliced, UdfType::Primitive(PrimitiveType::Int64));
         assert_eq!(back.as_primitive::<Int64Type>(), &sliced);
@@ -467,7 +482,11 @@ mod tests {
         let short = abi::Column {
             data_type: abi::DataType::Primitive(abi::PrimitiveType::Int64),
             len: 2,
-            data: abi::Buffers { validity: Some(vec![]), offsets: vec![], values: vec![0; 16] },
+            data: abi::Buffers {
+                validity: Some(vec![]),
+                offsets: vec![],
+                values: vec![0; 16],
+            },
             elements: None,
         };
         assert!(to_arrow(short, UdfType::Primitive(PrimitiveType::Int64), 2).is_err());

@@ -1,6 +1,5 @@
 //! One instance of a module for one calling task: batch calls, and what happens when they fail.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, UInt32Array};
@@ -21,10 +20,16 @@ type ScalarFn = TypedFunc<(u32, BatchParam<'static>), CallResult<abi::Column>>;
 type TableFn = TypedFunc<(u32, BatchParam<'static>), CallResult<abi::TableOutput>>;
 type CreateFn = TypedFunc<(u32,), CallResult<Vec<u8>>>;
 type UpdateFn = TypedFunc<
-    (u32, BatchParam<'static>, &'static [u32], ColumnParam<'static>),
+    (
+        u32,
+        BatchParam<'static>,
+        &'static [u32],
+        ColumnParam<'static>,
+    ),
     CallResult<abi::Column>,
 >;
-type MergeFn = TypedFunc<(u32, ColumnParam<'static>, ColumnParam<'static>), CallResult<abi::Column>>;
+type MergeFn =
+    TypedFunc<(u32, ColumnParam<'static>, ColumnParam<'static>), CallResult<abi::Column>>;
 type FinishFn = TypedFunc<(u32, ColumnParam<'static>), CallResult<abi::Column>>;
 
 struct Funcs {
@@ -73,13 +78,49 @@ impl Funcs {
     ) -> Result<Self, String> {
         Ok(Funcs {
             describe: typed(store, instance, &exports.describe, "describe", checked)?,
-            scalar: typed(store, instance, &exports.call_scalar, "call-scalar", checked)?,
+            scalar: typed(
+                store,
+                instance,
+                &exports.call_scalar,
+                "call-scalar",
+                checked,
+            )?,
             table: typed(store, instance, &exports.call_table, "call-table", checked)?,
-            create: typed(store, instance, &exports.aggregate_create, "aggregate-create", checked)?,
-            accumulate: typed(store, instance, &exports.aggregate_accumulate, "aggregate-accumulate", checked)?,
-            retract: typed(store, instance, &exports.aggregate_retract, "aggregate-retract", checked)?,
-            merge: typed(store, instance, &exports.aggregate_merge, "aggregate-merge", checked)?,
-            finish: typed(store, instance, &exports.aggregate_finish, "aggregate-finish", checked)?,
+            create: typed(
+                store,
+                instance,
+                &exports.aggregate_create,
+                "aggregate-create",
+                checked,
+            )?,
+            accumulate: typed(
+                store,
+                instance,
+                &exports.aggregate_accumulate,
+                "aggregate-accumulate",
+                checked,
+            )?,
+            retract: typed(
+                store,
+                instance,
+                &exports.aggregate_retract,
+                "aggregate-retract",
+                checked,
+            )?,
+            merge: typed(
+                store,
+                instance,
+                &exports.aggregate_merge,
+                "aggregate-merge",
+                checked,
+            )?,
+            finish: typed(
+                store,
+                instance,
+                &exports.aggregate_finish,
+                "aggregate-finish",
+                checked,
+            )?,
         })
     }
 }
@@ -114,7 +155,10 @@ fn instantiate(module: &WasmModule, checked: bool) -> Result<Live, UdfError> {
     store.set_epoch_deadline(module.deadline_ticks());
     let instance = module.pre.instantiate(&mut store).map_err(|e| {
         let reason = if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            format!("its start-up ran past the deadline of {:?}", module.limits.call_deadline)
+            format!(
+                "its start-up ran past the deadline of {:?}",
+                module.limits.call_deadline
+            )
         } else {
             format!("{e:#}")
         };
@@ -142,25 +186,29 @@ fn log_guest_output(module: &str, function: &str, stream: &str, text: &str) {
     }
 }
 
-fn expect_kind(module: &WasmModule, spec: &FunctionSpec, expected: &'static str) -> Result<(), UdfError> {
-    if spec.kind.name() == expected {
-        Ok(())
-    } else {
-        Err(UdfError::WrongKind {
+/// The function's index and signature, checked to be of `kind`, with the site of a call over
+/// `rows` input rows.
+fn lookup<'m>(
+    module: &'m WasmModule,
+    function: &str,
+    kind: &'static str,
+    rows: usize,
+) -> Result<(u32, &'m FunctionSpec, CallSite), UdfError> {
+    let (index, spec) = module.function(function)?;
+    if spec.kind.name() != kind {
+        return Err(UdfError::WrongKind {
             module: module.name.clone(),
             function: spec.name.clone(),
-            expected,
+            expected: kind,
             actual: spec.kind.name(),
-        })
+        });
     }
-}
-
-fn site(module: &WasmModule, spec: &FunctionSpec, rows: Range<u64>) -> CallSite {
-    CallSite {
+    let site = CallSite {
         module: module.name.clone(),
         function: spec.name.clone(),
-        rows,
-    }
+        rows: 0..rows as u64,
+    };
+    Ok((index, spec, site))
 }
 
 /// Checks arguments against the signature and prepares them for lowering.
@@ -182,7 +230,9 @@ fn prepare_args(
         )));
     }
     if u32::try_from(num_rows).is_err() {
-        return Err(fail(format!("a batch of {num_rows} rows is too large for one call")));
+        return Err(fail(format!(
+            "a batch of {num_rows} rows is too large for one call"
+        )));
     }
     args.iter()
         .zip(&spec.params)
@@ -316,16 +366,16 @@ impl ModuleInstance {
         num_rows: usize,
     ) -> Result<ArrayRef, UdfError> {
         let module = self.module.clone();
-        let (index, spec) = module.function(function)?;
-        expect_kind(&module, spec, "scalar")?;
-        let site = site(&module, spec, 0..num_rows as u64);
+        let (index, spec, site) = lookup(&module, function, "scalar", num_rows)?;
         let prepared = prepare_args(spec, args, num_rows, &site)?;
         let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
         let batch = BatchParam {
             columns: &columns,
             num_rows: num_rows as u32,
         };
-        let column = self.invoke(&site, |store, funcs| funcs.scalar.call(store, (index, batch)))?;
+        let column = self.invoke(&site, |store, funcs| {
+            funcs.scalar.call(store, (index, batch))
+        })?;
         convert::to_arrow(column, spec.results[0].data_type, num_rows)
             .map_err(|reason| UdfError::BadOutput { site, reason })
     }
@@ -341,16 +391,16 @@ impl ModuleInstance {
         num_rows: usize,
     ) -> Result<TableRows, UdfError> {
         let module = self.module.clone();
-        let (index, spec) = module.function(function)?;
-        expect_kind(&module, spec, "table")?;
-        let site = site(&module, spec, 0..num_rows as u64);
+        let (index, spec, site) = lookup(&module, function, "table", num_rows)?;
         let prepared = prepare_args(spec, args, num_rows, &site)?;
         let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
         let batch = BatchParam {
             columns: &columns,
             num_rows: num_rows as u32,
         };
-        let output = self.invoke(&site, |store, funcs| funcs.table.call(store, (index, batch)))?;
+        let output = self.invoke(&site, |store, funcs| {
+            funcs.table.call(store, (index, batch))
+        })?;
         let bad = |reason: String| UdfError::BadOutput {
             site: site.clone(),
             reason,
@@ -394,23 +444,30 @@ impl ModuleInstance {
         })
     }
 
-    fn aggregate_spec<'m>(
+    /// An aggregate's index, signature, call site and (retract, merge) capabilities.
+    fn aggregate<'m>(
         module: &'m WasmModule,
         function: &str,
-    ) -> Result<(u32, &'m FunctionSpec, bool, bool), UdfError> {
-        let (index, spec) = module.function(function)?;
-        expect_kind(module, spec, "aggregate")?;
-        match spec.kind {
-            FunctionKind::Aggregate { retract, merge } => Ok((index, spec, retract, merge)),
-            _ => unreachable!("checked by expect_kind"),
-        }
+        rows: usize,
+    ) -> Result<(u32, &'m FunctionSpec, CallSite, bool, bool), UdfError> {
+        let (index, spec, site) = lookup(module, function, "aggregate", rows)?;
+        let (retract, merge) = match spec.kind {
+            FunctionKind::Aggregate { retract, merge } => (retract, merge),
+            FunctionKind::Scalar | FunctionKind::Table => (false, false),
+        };
+        Ok((index, spec, site, retract, merge))
     }
 
-    fn states_from(column: abi::Column, len: usize, site: &CallSite) -> Result<BinaryArray, UdfError> {
-        let array = convert::to_arrow(column, BINARY, len).map_err(|reason| UdfError::BadOutput {
-            site: site.clone(),
-            reason: format!("states: {reason}"),
-        })?;
+    fn states_from(
+        column: abi::Column,
+        len: usize,
+        site: &CallSite,
+    ) -> Result<BinaryArray, UdfError> {
+        let array =
+            convert::to_arrow(column, BINARY, len).map_err(|reason| UdfError::BadOutput {
+                site: site.clone(),
+                reason: format!("states: {reason}"),
+            })?;
         if array.null_count() > 0 {
             return Err(UdfError::BadOutput {
                 site: site.clone(),
@@ -426,8 +483,7 @@ impl ModuleInstance {
     /// Unknown function or wrong kind, an error the function returned, or a trap.
     pub fn aggregate_create(&mut self, function: &str) -> Result<Vec<u8>, UdfError> {
         let module = self.module.clone();
-        let (index, spec, ..) = Self::aggregate_spec(&module, function)?;
-        let site = site(&module, spec, 0..0);
+        let (index, _, site, ..) = Self::aggregate(&module, function, 0)?;
         self.invoke(&site, |store, funcs| funcs.create.call(store, (index,)))
     }
 
@@ -440,9 +496,8 @@ impl ModuleInstance {
         retract: bool,
     ) -> Result<BinaryArray, UdfError> {
         let module = self.module.clone();
-        let (index, spec, can_retract, _) = Self::aggregate_spec(&module, function)?;
         let num_rows = groups.len();
-        let site = site(&module, spec, 0..num_rows as u64);
+        let (index, spec, site, can_retract, _) = Self::aggregate(&module, function, num_rows)?;
         if retract && !can_retract {
             return Err(UdfError::Unsupported {
                 module: module.name.clone(),
@@ -518,8 +573,7 @@ impl ModuleInstance {
         right: &BinaryArray,
     ) -> Result<BinaryArray, UdfError> {
         let module = self.module.clone();
-        let (index, spec, _, can_merge) = Self::aggregate_spec(&module, function)?;
-        let site = site(&module, spec, 0..left.len() as u64);
+        let (index, spec, site, _, can_merge) = Self::aggregate(&module, function, left.len())?;
         if !can_merge {
             return Err(UdfError::Unsupported {
                 module: module.name.clone(),
@@ -550,10 +604,13 @@ impl ModuleInstance {
     ///
     /// # Errors
     /// As [`ModuleInstance::call_scalar`].
-    pub fn aggregate_finish(&mut self, function: &str, states: &BinaryArray) -> Result<ArrayRef, UdfError> {
+    pub fn aggregate_finish(
+        &mut self,
+        function: &str,
+        states: &BinaryArray,
+    ) -> Result<ArrayRef, UdfError> {
         let module = self.module.clone();
-        let (index, spec, ..) = Self::aggregate_spec(&module, function)?;
-        let site = site(&module, spec, 0..states.len() as u64);
+        let (index, spec, site, ..) = Self::aggregate(&module, function, states.len())?;
         let prepared = convert::prepare(states, BINARY).map_err(|reason| UdfError::Arguments {
             site: site.clone(),
             reason: format!("states: {reason}"),

@@ -21,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+};
 
 pub use cache::CacheStats;
 pub use instance::ModuleInstance;
@@ -161,7 +163,8 @@ impl WasmRuntime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(|e| engine_error("(none)", e))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| engine_error("(none)", e))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| engine_error("(none)", e))?;
         let cache = cache::ComponentCache::new(config.cache_dir.clone(), &engine);
         let ticker = EpochTicker::start(engine.clone());
         Ok(WasmRuntime {
@@ -206,7 +209,11 @@ impl WasmRuntime {
     ///
     /// # Errors
     /// The file cannot be read, or as [`WasmRuntime::load`].
-    pub fn load_file(&self, path: &Path, options: LoadOptions) -> Result<Arc<WasmModule>, UdfError> {
+    pub fn load_file(
+        &self,
+        path: &Path,
+        options: LoadOptions,
+    ) -> Result<Arc<WasmModule>, UdfError> {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -224,18 +231,24 @@ impl WasmRuntime {
     /// # Errors
     /// [`UdfError::NotAComponent`], [`UdfError::ForbiddenImport`], [`UdfError::WrongWorld`],
     /// [`UdfError::BadDescribe`], or a trap while describing.
-    pub fn load(&self, name: &str, bytes: &[u8], options: LoadOptions) -> Result<Arc<WasmModule>, UdfError> {
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        options: LoadOptions,
+    ) -> Result<Arc<WasmModule>, UdfError> {
         check_header(name, bytes)?;
         let inner = &self.inner;
         let digest = cache::content_digest(bytes);
         let component = inner.cache.compile(&inner.engine, name, &digest, bytes)?;
-        let pre = inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| UdfError::ForbiddenImport {
-                module: name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre =
+            inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| UdfError::ForbiddenImport {
+                    module: name.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
         let exports = ExportIndices::find(&component).map_err(|reason| UdfError::WrongWorld {
             module: name.to_string(),
             reason,
@@ -243,7 +256,9 @@ impl WasmRuntime {
         let limits = Limits {
             call_deadline: options
                 .call_deadline
-                .map_or(inner.config.call_deadline, |d| d.min(inner.config.call_deadline)),
+                .map_or(inner.config.call_deadline, |d| {
+                    d.min(inner.config.call_deadline)
+                }),
             memory_cap: options
                 .memory_cap
                 .map_or(inner.config.memory_cap, |m| m.min(inner.config.memory_cap)),
@@ -293,8 +308,14 @@ fn validate_specs(module: &str, functions: &[FunctionSpec]) -> Result<(), UdfErr
     };
     let mut seen = std::collections::HashSet::new();
     for f in functions {
-        let valid_name = f.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && f.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid_name = f
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && f.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
             return Err(bad(format!("`{}` is not a valid function name", f.name)));
         }

@@ -9,8 +9,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{
-    FsPerms, HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx,
-    WasiCtxBuilder, WasiCtxView, WasiView,
+    FsPerms, HostMonotonicClock, HostWallClock, ResourceTable, WasiCtx, WasiCtxBuilder,
+    WasiCtxView, WasiView,
 };
 
 /// Capabilities beyond pure computation. Nothing is granted by default; a module's manifest may
@@ -65,7 +65,8 @@ impl CapturedOutput {
 
     /// Everything written since the last drain.
     pub(crate) fn drain(&self) -> String {
-        let bytes = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
+        let bytes =
+            std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner));
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }

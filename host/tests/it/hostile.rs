@@ -20,7 +20,9 @@ fn hostile() -> Arc<WasmModule> {
         memory_cap: Some(MEMORY_CAP),
         ..LoadOptions::default()
     };
-    runtime().load_file(&component("hostile"), options).expect("load hostile")
+    runtime()
+        .load_file(&component("hostile"), options)
+        .expect("load hostile")
 }
 
 fn ints(values: &[i64]) -> Vec<ArrayRef> {
@@ -29,11 +31,21 @@ fn ints(values: &[i64]) -> Vec<ArrayRef> {
 
 /// The instance that just failed, and the host as a whole, still serve correct calls.
 fn still_serves(instance: &mut ModuleInstance) {
-    let out = instance.call_scalar("double", &ints(&[1, 2, 3]), 3).expect("double after a failure");
-    assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![2, 4, 6]));
+    let out = instance
+        .call_scalar("double", &ints(&[1, 2, 3]), 3)
+        .expect("double after a failure");
+    assert_eq!(
+        out.as_primitive::<Int64Type>(),
+        &Int64Array::from(vec![2, 4, 6])
+    );
     let mut other = load("currency").instance();
-    let out = other.call_scalar("to_usd", &ints(&[250]), 1).expect("another module");
-    assert_eq!(out.as_primitive::<arrow::datatypes::Float64Type>().value(0), 2.5);
+    let out = other
+        .call_scalar("to_usd", &ints(&[250]), 1)
+        .expect("another module");
+    assert_eq!(
+        out.as_primitive::<arrow::datatypes::Float64Type>().value(0),
+        2.5
+    );
 }
 
 #[test]
@@ -41,7 +53,9 @@ fn an_infinite_loop_stops_at_the_deadline() {
     let module = hostile();
     let mut instance = module.instance();
     let started = Instant::now();
-    let err = instance.call_scalar("spin", &ints(&[1, 2]), 2).expect_err("spin never returns");
+    let err = instance
+        .call_scalar("spin", &ints(&[1, 2]), 2)
+        .expect_err("spin never returns");
     let elapsed = started.elapsed();
     match &err {
         UdfError::Trap { site, cause, .. } => {
@@ -53,17 +67,26 @@ fn an_infinite_loop_stops_at_the_deadline() {
         other => panic!("expected a deadline trap, got {other}"),
     }
     assert!(err.to_string().contains("function `spin`"), "{err}");
-    assert!(elapsed >= DEADLINE, "stopped after {elapsed:?}, before the deadline");
+    assert!(
+        elapsed >= DEADLINE,
+        "stopped after {elapsed:?}, before the deadline"
+    );
     let instantiations = instance.instantiations();
     still_serves(&mut instance);
-    assert_eq!(instance.instantiations(), instantiations + 1, "the trapped instance is replaced");
+    assert_eq!(
+        instance.instantiations(),
+        instantiations + 1,
+        "the trapped instance is replaced"
+    );
 }
 
 #[test]
 fn memory_growth_stops_at_the_cap() {
     let module = hostile();
     let mut instance = module.instance();
-    let err = instance.call_scalar("hog", &ints(&[16]), 1).expect_err("hog never returns");
+    let err = instance
+        .call_scalar("hog", &ints(&[16]), 1)
+        .expect_err("hog never returns");
     match &err {
         UdfError::Trap { site, cause, .. } => {
             assert_eq!(site.function, "hog");
@@ -79,11 +102,20 @@ fn memory_growth_stops_at_the_cap() {
 fn a_panic_names_the_function_and_carries_its_message() {
     let module = hostile();
     let mut instance = module.instance();
-    let err = instance.call_scalar("explode", &ints(&[41, 42]), 2).expect_err("explode panics");
+    let err = instance
+        .call_scalar("explode", &ints(&[41, 42]), 2)
+        .expect_err("explode panics");
     match &err {
-        UdfError::Trap { site, cause: TrapCause::Trap(_), guest_stderr } => {
+        UdfError::Trap {
+            site,
+            cause: TrapCause::Trap(_),
+            guest_stderr,
+        } => {
             assert_eq!(site.function, "explode");
-            assert!(guest_stderr.contains("explode was asked to explode on 41"), "{guest_stderr}");
+            assert!(
+                guest_stderr.contains("explode was asked to explode on 41"),
+                "{guest_stderr}"
+            );
         }
         other => panic!("expected a trap, got {other}"),
     }
@@ -95,8 +127,13 @@ fn a_panic_names_the_function_and_carries_its_message() {
 fn the_sandbox_has_no_files_environment_or_clock() {
     let module = hostile();
     let mut instance = module.instance();
-    let path: ArrayRef = Arc::new(StringArray::from(vec![concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")]));
-    let err = instance.call_scalar("read_file", &[path], 1).expect_err("no filesystem");
+    let path: ArrayRef = Arc::new(StringArray::from(vec![concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/Cargo.toml"
+    )]));
+    let err = instance
+        .call_scalar("read_file", &[path], 1)
+        .expect_err("no filesystem");
     match &err {
         UdfError::Failed { site, row, message } => {
             assert_eq!(site.function, "read_file");
@@ -108,11 +145,22 @@ fn the_sandbox_has_no_files_environment_or_clock() {
 
     let name: ArrayRef = Arc::new(StringArray::from(vec!["PATH"]));
     assert!(std::env::var("PATH").is_ok());
-    let out = instance.call_scalar("env_var", &[name], 1).expect("env_var");
-    assert!(out.as_string::<i32>().is_null(0), "the guest saw the host's PATH");
+    let out = instance
+        .call_scalar("env_var", &[name], 1)
+        .expect("env_var");
+    assert!(
+        out.as_string::<i32>().is_null(0),
+        "the guest saw the host's PATH"
+    );
 
-    let out = instance.call_scalar("clock", &ints(&[0]), 1).expect("clock");
-    assert_eq!(out.as_primitive::<Int64Type>().value(0), 0, "the guest read the real clock");
+    let out = instance
+        .call_scalar("clock", &ints(&[0]), 1)
+        .expect("clock");
+    assert_eq!(
+        out.as_primitive::<Int64Type>().value(0),
+        0,
+        "the guest read the real clock"
+    );
     still_serves(&mut instance);
 }
 
@@ -140,7 +188,9 @@ fn guest_output_goes_to_the_host_log_tagged_with_the_function() {
         .with_ansi(false)
         .finish();
     let out = tracing::subscriber::with_default(subscriber, || {
-        instance.call_scalar("chatty", &ints(&[5]), 1).expect("chatty")
+        instance
+            .call_scalar("chatty", &ints(&[5]), 1)
+            .expect("chatty")
     });
     assert_eq!(out.as_primitive::<Int64Type>().value(0), 5);
     let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8 logs");
@@ -151,9 +201,15 @@ fn guest_output_goes_to_the_host_log_tagged_with_the_function() {
             .to_string()
     };
     let stdout = line("saw 5");
-    assert!(stdout.contains("chatty") && stdout.contains("stdout") && stdout.contains("INFO"), "{stdout}");
+    assert!(
+        stdout.contains("chatty") && stdout.contains("stdout") && stdout.contains("INFO"),
+        "{stdout}"
+    );
     let stderr = line("warning about 5");
-    assert!(stderr.contains("chatty") && stderr.contains("stderr") && stderr.contains("WARN"), "{stderr}");
+    assert!(
+        stderr.contains("chatty") && stderr.contains("stderr") && stderr.contains("WARN"),
+        "{stderr}"
+    );
 }
 
 fn load_bytes(name: &str, bytes: &[u8]) -> Result<Arc<WasmModule>, UdfError> {
@@ -178,9 +234,16 @@ fn files_that_are_not_weir_components_are_refused_clearly() {
     let empty = wat::parse_str("(component)").expect("wat");
     let err = load_bytes("empty", &empty).expect_err("another world");
     assert!(matches!(err, UdfError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("does not export `weir:udf/functions@0.1.0`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not export `weir:udf/functions@0.1.0`"),
+        "{err}"
+    );
 
-    let importer = wat::parse_str(r#"(component (import "evil:net/raw-socket" (instance (export "connect" (func)))))"#).expect("wat");
+    let importer = wat::parse_str(
+        r#"(component (import "evil:net/raw-socket" (instance (export "connect" (func)))))"#,
+    )
+    .expect("wat");
     let err = load_bytes("importer", &importer).expect_err("forbidden import");
     assert!(matches!(err, UdfError::ForbiddenImport { .. }), "{err}");
     assert!(err.to_string().contains("evil:net/raw-socket"), "{err}");

@@ -13,8 +13,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
-    Expr, ExprArray, ExprLit, FnArg, GenericArgument, ImplItem, ItemFn, ItemImpl, Lit, Meta,
-    Pat, PathArguments, ReturnType, Token, Type, TypeParamBound,
+    Expr, ExprArray, ExprLit, FnArg, GenericArgument, ImplItem, ItemFn, ItemImpl, Lit, Meta, Pat,
+    PathArguments, ReturnType, Token, Type, TypeParamBound,
 };
 
 /// Exports a function computing one value per row.
@@ -106,9 +106,18 @@ impl Options {
                     "expected `name = \"...\"`, `deterministic = false` or `columns = [...]`",
                 ));
             };
-            let key = pair.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            let key = pair
+                .path
+                .get_ident()
+                .map(|i| i.to_string())
+                .unwrap_or_default();
             match (key.as_str(), &pair.value) {
-                ("name", Expr::Lit(ExprLit { lit: Lit::Str(s), .. })) => {
+                (
+                    "name",
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }),
+                ) => {
                     let name = s.value();
                     if !is_sql_identifier(&name) {
                         return Err(syn::Error::new(
@@ -118,14 +127,21 @@ impl Options {
                     }
                     options.name = Some(name);
                 }
-                ("deterministic", Expr::Lit(ExprLit { lit: Lit::Bool(b), .. })) => {
+                (
+                    "deterministic",
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(b), ..
+                    }),
+                ) => {
                     options.deterministic = Some(b.value);
                 }
                 ("columns", Expr::Array(ExprArray { elems, .. })) if allow_columns => {
                     let mut names = Vec::new();
                     for elem in elems {
                         match elem {
-                            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => names.push(s.value()),
+                            Expr::Lit(ExprLit {
+                                lit: Lit::Str(s), ..
+                            }) => names.push(s.value()),
                             other => {
                                 return Err(syn::Error::new(
                                     other.span(),
@@ -142,7 +158,11 @@ impl Options {
                         format!(
                             "unknown option `{key}`: expected `name = \"...\"`, \
                              `deterministic = false`{}",
-                            if allow_columns { " or `columns = [...]`" } else { "" }
+                            if allow_columns {
+                                " or `columns = [...]`"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 }
@@ -230,18 +250,33 @@ fn table_item_type(ty: &Type) -> syn::Result<Type> {
 
 fn expand_fn(options: Options, function: ItemFn, kind: Kind) -> syn::Result<TokenStream2> {
     let sig = &function.sig;
-    let attribute = if kind == Kind::Scalar { "#[scalar]" } else { "#[table]" };
-    if let Some(param) = sig.generics.params.iter().find(|p| !matches!(p, syn::GenericParam::Lifetime(_))) {
+    let attribute = if kind == Kind::Scalar {
+        "#[scalar]"
+    } else {
+        "#[table]"
+    };
+    if let Some(param) = sig
+        .generics
+        .params
+        .iter()
+        .find(|p| !matches!(p, syn::GenericParam::Lifetime(_)))
+    {
         return Err(syn::Error::new(
             param.span(),
             format!("{attribute} functions cannot be generic: SQL calls them with concrete types"),
         ));
     }
     if let Some(asyncness) = &sig.asyncness {
-        return Err(syn::Error::new(asyncness.span(), format!("{attribute} functions cannot be async")));
+        return Err(syn::Error::new(
+            asyncness.span(),
+            format!("{attribute} functions cannot be async"),
+        ));
     }
     if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new(variadic.span(), "variadic functions cannot be exported"));
+        return Err(syn::Error::new(
+            variadic.span(),
+            "variadic functions cannot be exported",
+        ));
     }
 
     let mut names = Vec::new();
@@ -297,7 +332,9 @@ fn expand_fn(options: Options, function: ItemFn, kind: Kind) -> syn::Result<Toke
         let ty = with_static_lifetimes(ty);
         quote_spanned!(ty.span()=> #private::field(#name, <#ty as ::weir_udf::ArgValue<'static>>::DATA_TYPE))
     });
-    let arg_idents: Vec<_> = (0..names.len()).map(|i| format_ident!("__arg{i}")).collect();
+    let arg_idents: Vec<_> = (0..names.len())
+        .map(|i| format_ident!("__arg{i}"))
+        .collect();
     let call = quote!(#ident(#(#arg_idents),*));
     let call = if returns_result {
         quote!(#call)
@@ -308,9 +345,13 @@ fn expand_fn(options: Options, function: ItemFn, kind: Kind) -> syn::Result<Toke
 
     let (kind_tokens, results, method) = match kind {
         Kind::Scalar => {
-            let value_type = with_static_lifetimes(result_ok_type(return_type).unwrap_or(return_type));
+            let value_type =
+                with_static_lifetimes(result_ok_type(return_type).unwrap_or(return_type));
             if matches!(&value_type, Type::Tuple(t) if t.elems.is_empty()) {
-                return Err(syn::Error::new(return_type.span(), "#[scalar] functions must return a value"));
+                return Err(syn::Error::new(
+                    return_type.span(),
+                    "#[scalar] functions must return a value",
+                ));
             }
             let results = quote_spanned!(value_type.span()=>
                 ::std::vec![#private::field("result", <#value_type as ::weir_udf::ResultValue>::DATA_TYPE)]);
@@ -417,7 +458,10 @@ fn expand_aggregate(options: Options, block: ItemImpl) -> syn::Result<TokenStrea
         ));
     }
     let Type::Path(self_path) = &*block.self_ty else {
-        return Err(syn::Error::new(block.self_ty.span(), "the state must be a named type"));
+        return Err(syn::Error::new(
+            block.self_ty.span(),
+            "the state must be a named type",
+        ));
     };
     let Some(type_ident) = self_path.path.get_ident().cloned() else {
         return Err(syn::Error::new(

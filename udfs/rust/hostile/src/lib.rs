@@ -63,4 +63,6 @@ fn double(x: i64) -> i64 {
     x * 2
 }
 
-weir_udf::export!(spin, hog, explode, read_file, env_var, clock, chatty, double);
+weir_udf::export!(
+    spin, hog, explode, read_file, env_var, clock, chatty, double
+);

@@ -100,7 +100,11 @@ impl Aggregate for ApproxDistinct {
     fn finish(&self) -> i64 {
         let m = self.registers.len() as f64;
         let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let sum: f64 = self.registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
+        let sum: f64 = self
+            .registers
+            .iter()
+            .map(|&r| 2f64.powi(-i32::from(r)))
+            .sum();
         let estimate = alpha * m * m / sum;
         let zeros = self.registers.iter().filter(|&&r| r == 0).count();
         // Small-range correction: linear counting while many registers are still empty.
