@@ -19,4 +19,14 @@ echo "== cargo clippy (host workspace)" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test" >&2
-cargo test --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: cargo prints a result per test binary, the last of which
+# is often an empty doc-test block.
+read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$log")
+echo "tests: $passed passed, $failed failed"
+exit "$status"
