@@ -252,6 +252,22 @@ fn prepare_args(
         .collect()
 }
 
+/// Prepares `args` and hands `call` the batch parameter that borrows them.
+fn with_batch<R>(
+    spec: &FunctionSpec,
+    args: &[ArrayRef],
+    num_rows: usize,
+    site: &CallSite,
+    call: impl FnOnce(BatchParam<'_>) -> Result<R, UdfError>,
+) -> Result<R, UdfError> {
+    let prepared = prepare_args(spec, args, num_rows, site)?;
+    let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
+    call(BatchParam {
+        columns: &columns,
+        num_rows: num_rows as u32,
+    })
+}
+
 const BINARY: UdfType = UdfType::Primitive(PrimitiveType::Binary);
 
 impl ModuleInstance {
@@ -367,14 +383,10 @@ impl ModuleInstance {
     ) -> Result<ArrayRef, UdfError> {
         let module = self.module.clone();
         let (index, spec, site) = lookup(&module, function, "scalar", num_rows)?;
-        let prepared = prepare_args(spec, args, num_rows, &site)?;
-        let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
-        let batch = BatchParam {
-            columns: &columns,
-            num_rows: num_rows as u32,
-        };
-        let column = self.invoke(&site, |store, funcs| {
-            funcs.scalar.call(store, (index, batch))
+        let column = with_batch(spec, args, num_rows, &site, |batch| {
+            self.invoke(&site, |store, funcs| {
+                funcs.scalar.call(store, (index, batch))
+            })
         })?;
         convert::to_arrow(column, spec.results[0].data_type, num_rows)
             .map_err(|reason| UdfError::BadOutput { site, reason })
@@ -392,14 +404,10 @@ impl ModuleInstance {
     ) -> Result<TableRows, UdfError> {
         let module = self.module.clone();
         let (index, spec, site) = lookup(&module, function, "table", num_rows)?;
-        let prepared = prepare_args(spec, args, num_rows, &site)?;
-        let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
-        let batch = BatchParam {
-            columns: &columns,
-            num_rows: num_rows as u32,
-        };
-        let output = self.invoke(&site, |store, funcs| {
-            funcs.table.call(store, (index, batch))
+        let output = with_batch(spec, args, num_rows, &site, |batch| {
+            self.invoke(&site, |store, funcs| {
+                funcs.table.call(store, (index, batch))
+            })
         })?;
         let bad = |reason: String| UdfError::BadOutput {
             site: site.clone(),
@@ -511,23 +519,19 @@ impl ModuleInstance {
                 reason: format!("group index {bad} is past the {} states", states.len()),
             });
         }
-        let prepared = prepare_args(spec, args, num_rows, &site)?;
-        let columns: Vec<ColumnParam<'_>> = prepared.iter().map(PreparedColumn::param).collect();
-        let batch = BatchParam {
-            columns: &columns,
-            num_rows: num_rows as u32,
-        };
         let states_in = convert::prepare(states, BINARY).map_err(|reason| UdfError::Arguments {
             site: site.clone(),
             reason: format!("states: {reason}"),
         })?;
-        let params = (index, batch, groups, states_in.param());
-        let column = self.invoke(&site, |store, funcs| {
-            if retract {
-                funcs.retract.call(store, params)
-            } else {
-                funcs.accumulate.call(store, params)
-            }
+        let column = with_batch(spec, args, num_rows, &site, |batch| {
+            let params = (index, batch, groups, states_in.param());
+            self.invoke(&site, |store, funcs| {
+                if retract {
+                    funcs.retract.call(store, params)
+                } else {
+                    funcs.accumulate.call(store, params)
+                }
+            })
         })?;
         Self::states_from(column, states.len(), &site)
     }
