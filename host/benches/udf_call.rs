@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, StringBuilder};
 use arrow::datatypes::Int64Type;
+use weir_host::wasm::ModuleInstance;
 
 const BATCH_SIZES: [usize; 3] = [1, 1024, 8192];
 const ROUNDS: u32 = 7;
@@ -44,12 +45,29 @@ fn selected(name: &str) -> bool {
     std::env::var("WEIR_BENCH_FILTER").map_or(true, |f| name.contains(&f))
 }
 
-fn report(name: &str, rows: usize, per_call: Duration) {
+/// Times `f` over `rows` rows and prints a line, if the case is selected.
+fn case(name: &str, rows: usize, f: impl FnMut()) {
+    if !selected(name) {
+        return;
+    }
+    let per_call = time(f);
     let ns_per_row = per_call.as_nanos() as f64 / rows as f64;
     println!(
         "{name:<34} {rows:>6} {ns_per_row:>12.2} {:>12.2}",
         per_call.as_nanos() as f64 / 1000.0
     );
+}
+
+/// A case that calls a one-argument scalar Wasm function on `arg`.
+fn wasm_case(name: &str, instance: &mut ModuleInstance, function: &str, arg: &ArrayRef) {
+    let rows = arg.len();
+    case(name, rows, || {
+        black_box(
+            instance
+                .call_scalar(function, std::slice::from_ref(arg), rows)
+                .expect(function),
+        );
+    });
 }
 
 fn main() {
@@ -77,85 +95,40 @@ fn main() {
             .collect();
         let links: ArrayRef = Arc::new(links);
 
-        if selected("native bigint+1 (arrow unary)") {
-            report(
-                "native bigint+1 (arrow unary)",
-                rows,
-                time(|| {
-                    let out: Int64Array = arrow::compute::kernels::arity::unary(
-                        ints.as_primitive::<Int64Type>(),
-                        |v: i64| v.wrapping_add(1),
-                    );
-                    black_box(out);
-                }),
+        case("native bigint+1 (arrow unary)", rows, || {
+            let out: Int64Array = arrow::compute::kernels::arity::unary(
+                ints.as_primitive::<Int64Type>(),
+                |v: i64| v.wrapping_add(1),
             );
-        }
-        if selected("wasm add_one bigint->bigint") {
-            report(
-                "wasm add_one bigint->bigint",
-                rows,
-                time(|| {
-                    black_box(
-                        instance
-                            .call_scalar("add_one", std::slice::from_ref(&ints), rows)
-                            .expect("add_one"),
-                    );
-                }),
-            );
-        }
-        if selected("wasm echo (boundary only)") {
-            report(
-                "wasm echo (boundary only)",
-                rows,
-                time(|| {
-                    black_box(
-                        instance
-                            .call_scalar("echo", std::slice::from_ref(&ints), rows)
-                            .expect("echo"),
-                    );
-                }),
-            );
-        }
-        if selected("native trim_prefix (builder)") {
-            report(
-                "native trim_prefix (builder)",
-                rows,
-                time(|| {
-                    let input = words.as_string::<i32>();
-                    let mut b = StringBuilder::with_capacity(rows, input.value_data().len());
-                    for v in input.iter() {
-                        b.append_option(v.map(|s| s.get(1..).unwrap_or("")));
-                    }
-                    black_box(b.finish());
-                }),
-            );
-        }
-        if selected("wasm trim_prefix varchar->varchar") {
-            report(
-                "wasm trim_prefix varchar->varchar",
-                rows,
-                time(|| {
-                    black_box(
-                        instance
-                            .call_scalar("trim_prefix", std::slice::from_ref(&words), rows)
-                            .expect("trim_prefix"),
-                    );
-                }),
-            );
-        }
-        if selected("wasm url_domain varchar->varchar") {
-            report(
-                "wasm url_domain varchar->varchar",
-                rows,
-                time(|| {
-                    black_box(
-                        url_instance
-                            .call_scalar("url_domain", std::slice::from_ref(&links), rows)
-                            .expect("url_domain"),
-                    );
-                }),
-            );
-        }
+            black_box(out);
+        });
+        wasm_case(
+            "wasm add_one bigint->bigint",
+            &mut instance,
+            "add_one",
+            &ints,
+        );
+        wasm_case("wasm echo (boundary only)", &mut instance, "echo", &ints);
+        case("native trim_prefix (builder)", rows, || {
+            let input = words.as_string::<i32>();
+            let mut b = StringBuilder::with_capacity(rows, input.value_data().len());
+            for v in input.iter() {
+                b.append_option(v.map(|s| s.get(1..).unwrap_or("")));
+            }
+            black_box(b.finish());
+        });
+        wasm_case(
+            "wasm trim_prefix varchar->varchar",
+            &mut instance,
+            "trim_prefix",
+            &words,
+        );
+        wasm_case(
+            "wasm url_domain varchar->varchar",
+            &mut url_instance,
+            "url_domain",
+            &links,
+        );
     }
 
     if selected("mix") {
