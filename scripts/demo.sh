@@ -27,3 +27,9 @@ echo "== url_segments(url): a table function, one row per path segment" >&2
 "$weir" call "$out/urls.wasm" url_segments --input udfs/data/orders.csv --args url
 echo "== weighted_avg(price, quantity) GROUP BY country: an aggregate, states held by the host" >&2
 "$weir" call "$out/stats.wasm" weighted_avg --input udfs/data/orders.csv --args price,quantity --group-by country
+
+echo "== weir build udfs/python/currency.py: the same functions in Python (componentize-py)" >&2
+WEIR_PYTHON=$PWD/.venv/bin/python "$weir" build udfs/python/currency.py -o "$out/currency_py.wasm"
+"$weir" inspect "$out/currency_py.wasm"
+echo "== to_usd(price_cents), the Python build: the same answers" >&2
+"$weir" call "$out/currency_py.wasm" to_usd --input udfs/data/orders.csv --args price_cents

@@ -16,3 +16,27 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# Python UDFs: a virtualenv the project owns (.venv), with the SDK (editable), componentize-py,
+# pytest and ruff at the versions pinned in sdk-python/pyproject.toml. Reinstalled only when
+# those pins change.
+venv=.venv
+cd "$(dirname "$0")/.."
+if ! [ -x "$venv/bin/python" ]; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian splits venv (and ensurepip) out of python3.
+    rm -rf "$venv"
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "setup: python3 cannot create a virtualenv; run as root, or: apt-get install python3-venv" >&2
+      exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "python3-venv" >/dev/null
+    python3 -m venv "$venv"
+  fi
+fi
+stamp=$(sha256sum sdk-python/pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$venv/.weir-installed" 2>/dev/null)" != "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "sdk-python[dev]"
+  echo "$stamp" > "$venv/.weir-installed"
+fi

@@ -8,6 +8,16 @@ echo "== cargo fmt --check (host workspace and guests)" >&2
 cargo fmt --all -- --check
 (cd udfs && cargo fmt --all -- --check)
 
+echo "== Python SDK: ruff, pytest (no Wasm)" >&2
+ruff_config=(--config sdk-python/pyproject.toml)
+.venv/bin/ruff check "${ruff_config[@]}" sdk-python udfs/python
+.venv/bin/ruff format --check "${ruff_config[@]}" sdk-python udfs/python
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+.venv/bin/python -m pytest -q -p no:cacheprovider sdk-python/tests udfs/python 2>&1 | tee "$log"
+# The Rust tests build the Python examples with this interpreter.
+export WEIR_PYTHON=$PWD/.venv/bin/python
+
 echo "== building the guest components (udfs/, wasm32-wasip2)" >&2
 guest_target=${WEIR_GUEST_TARGET_DIR:-$PWD/udfs/target}
 case $guest_target in /*) ;; *) guest_target=$PWD/$guest_target ;; esac
@@ -19,14 +29,15 @@ echo "== cargo clippy (host workspace)" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== cargo test" >&2
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace 2>&1 | tee "$log"
+cargo test --workspace 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run: cargo prints a result per test binary, the last of which
-# is often an empty doc-test block.
-read -r passed failed < <(awk '/^test result:/ {p += $4; f += $6} END {print p + 0, f + 0}' "$log")
+# One closing line for the whole run (pytest, then cargo's result per test binary, the last of
+# which is often an empty doc-test block).
+read -r passed failed < <(awk '
+  /^test result:/ {p += $4; f += $6}
+  !/^test result:/ && / passed.* in [0-9.]+s/ {for (i = 2; i <= NF; i++) {if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1)}}
+  END {print p + 0, f + 0}' "$log")
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Build a Rust UDF crate into a Wasm component.
+    /// Build a Rust UDF crate or a Python module into a Wasm component.
     Build(commands::build::Args),
     /// List the functions a component exports, with their SQL signatures.
     Inspect(commands::inspect::Args),

@@ -18,6 +18,7 @@ fn weir(args: &[&str]) -> Output {
         // `weir build` runs cargo; keep it off the target dir the running `cargo test` holds.
         .env("CARGO_TARGET_DIR", guest_target)
         .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .env("WEIR_PYTHON", python())
         .output()
         .expect("run weir")
 }
@@ -30,6 +31,13 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// The Python with the SDK and componentize-py (`scripts/setup.sh` makes `.venv`).
+fn python() -> PathBuf {
+    std::env::var_os("WEIR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin/python"))
 }
 
 fn scratch() -> &'static Path {
@@ -336,4 +344,64 @@ fn bad_invocations_exit_non_zero_with_a_clear_message() {
 
     let out = weir(&["call"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+/// The function lines of `weir inspect` (the first line names the module and its hash).
+fn signatures(module: &str) -> Vec<String> {
+    ok(&["inspect", module])
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_python_module_builds_and_inspects_like_its_rust_twin() {
+    let python = scratch().join("currency_py.wasm");
+    let python = python.to_string_lossy().into_owned();
+    let printed = ok(&["build", "udfs/python/currency.py", "-o", &python]);
+    assert_eq!(printed.trim(), python);
+    assert_eq!(signatures(&python), signatures(&built("currency")));
+    let call = |module: &str| {
+        ok(&[
+            "call",
+            module,
+            "to_usd",
+            "--input",
+            "udfs/data/orders.csv",
+            "--args",
+            "price_cents",
+            "--format",
+            "csv",
+        ])
+    };
+    assert_eq!(call(&python), call(&built("currency")));
+}
+
+#[test]
+fn a_bad_python_module_fails_the_build_with_its_reason() {
+    let out = weir(&[
+        "build",
+        "udfs/python/hostile/missing_hint.py",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("function `to_usd`, parameter `price`: missing type hint"),
+        "{stderr}"
+    );
+    let out = weir(&[
+        "build",
+        "udfs/python/currency.py",
+        "--python",
+        "/nonexistent/python",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot run /nonexistent/python"),
+        "{stderr}"
+    );
 }

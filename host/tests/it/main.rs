@@ -5,3 +5,4 @@ mod common;
 mod examples;
 mod hostile;
 mod loading;
+mod python;
