@@ -1,5 +1,6 @@
 """The per-batch loops, end to end over raw columns, without Wasm."""
 
+import datetime
 from collections.abc import Iterator
 from typing import Optional
 
@@ -228,3 +229,19 @@ def test_aggregate_state_that_is_not_a_state():
     fn = WeightedAvg.__weir__
     with pytest.raises(CallError, match="not one this function wrote"):
         aggregate_finish(fn, encode(VARBINARY, [b"garbage"]))
+
+
+def test_a_timestamp_python_cannot_hold_names_its_row():
+    import array
+
+    from weir_udf._columns import Buffers, RawColumn
+
+    @scalar
+    def year(ts: datetime.datetime) -> int:
+        return ts.year
+
+    micros = array.array("q", [0, 2**62]).tobytes()
+    column = RawColumn(SqlType(Primitive.TIMESTAMP_MICROS), 2, Buffers(None, b"", micros))
+    with pytest.raises(CallError, match="outside Python's datetime range") as caught:
+        call_scalar(year.__weir__, [column], 2)
+    assert caught.value.row == 1

@@ -126,10 +126,14 @@ def build(module_path: str | os.PathLike, output: str | os.PathLike | None = Non
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip()
             detail = detail.split("\nStack backtrace:")[0].strip()
+            cause = detail.rsplit("Caused by:", 1)[-1].strip().splitlines()
+            summary = cause[-1].strip() if cause else "see below"
             raise BuildError(
-                f"{path}: componentize-py failed to build a component. The module's top level "
-                "runs inside the Wasm sandbox at build time; an import that the sandbox cannot "
-                "provide (a C extension, sockets, threads) fails there.\n" + detail
+                f"{path}: the module failed inside the Wasm sandbox, where componentize-py runs "
+                f"its top level at build time: {summary}\n"
+                "Only the Python standard library and pure-Python packages can be bundled; C "
+                "extensions (and anything needing threads or sockets at import) cannot.\n\n"
+                + detail
             )
         out.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename, so a reader never sees half a component.

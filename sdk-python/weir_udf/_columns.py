@@ -123,6 +123,29 @@ def _offsets(raw: bytes, length: int, limit: int | None) -> list[int]:
     return offsets
 
 
+def _date_of(days: int) -> datetime.date:
+    return datetime.date.fromordinal(_EPOCH_DATE_ORDINAL + days)
+
+
+def _timestamp_of(micros: int) -> datetime.datetime:
+    return _EPOCH + micros * _MICROSECOND
+
+
+def _temporal(values: list[int], convert, what: str) -> list[Any]:
+    """Dates or timestamps; a value beyond Python's years 1 to 9999 is an error naming its row."""
+    try:
+        return [convert(v) for v in values]
+    except (OverflowError, ValueError):
+        for row, value in enumerate(values):
+            try:
+                convert(value)
+            except (OverflowError, ValueError):
+                raise ColumnError(
+                    f"{what} {value} is outside Python's datetime range (years 1 to 9999)", row
+                ) from None
+        raise
+
+
 def _decode_values(primitive: Primitive, length: int, buffers: Buffers) -> list[Any]:
     """The values of a column, nulls not yet applied."""
     if length == 0:
@@ -134,12 +157,9 @@ def _decode_values(primitive: Primitive, length: int, buffers: Buffers) -> list[
             raise ColumnError(f"values buffer holds {len(raw)} bytes for {length} rows")
         values = raw[: length * width].cast(_TYPECODES[primitive]).tolist()
         if primitive is Primitive.DATE32:
-            ordinal = _EPOCH_DATE_ORDINAL
-            from_ordinal = datetime.date.fromordinal
-            return [from_ordinal(ordinal + d) for d in values]
+            return _temporal(values, _date_of, "date")
         if primitive is Primitive.TIMESTAMP_MICROS:
-            epoch, us = _EPOCH, _MICROSECOND
-            return [epoch + v * us for v in values]
+            return _temporal(values, _timestamp_of, "timestamp")
         return values
     if primitive is Primitive.BOOLEAN:
         if len(buffers.values) * 8 < length:

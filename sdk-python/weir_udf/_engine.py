@@ -74,7 +74,7 @@ def _decode_args(
         try:
             decoded, mask = decode(column)
         except ColumnError as e:
-            raise CallError(f"argument `{param.name}`: {e.message}") from None
+            raise CallError(f"argument `{param.name}`: {e.message}", e.row) from None
         values.append(decoded)
         if mask is not None and not param.optional:
             bits = int(mask, 2)

@@ -245,15 +245,20 @@ def _decorator(build: typing.Callable[..., FunctionDef], target: typing.Any, opt
     return lambda t: _attach(t, build(t, **options))
 
 
+def _function_parts(
+    decorator: str, function: typing.Any, name: str | None
+) -> tuple[str, tuple[Param, ...], typing.Any]:
+    """A decorated function's SQL name, parameters and return hint."""
+    if not callable(function) or isinstance(function, type):
+        raise DefinitionError(f"@{decorator} goes on a function, not on {function!r}")
+    label = _check_name(name or function.__name__, name or function.__name__)
+    return label, _params(function, label), _return_hint(function, label)
+
+
 def _build_scalar(
     function: typing.Any, name: str | None = None, deterministic: bool = True, batch: bool = False
 ) -> FunctionDef:
-    if not callable(function) or isinstance(function, type):
-        raise DefinitionError(f"@scalar goes on a function, not on {function!r}")
-    label = name or function.__name__
-    _check_name(label, label)
-    params = _params(function, label)
-    hint = _return_hint(function, label)
+    label, params, hint = _function_parts("scalar", function, name)
     if batch:
         # A batch function takes list[T] per argument and returns list[T]: the element types
         # are the SQL types.
@@ -295,12 +300,7 @@ def _build_table(
     columns: typing.Sequence[str] | None = None,
     deterministic: bool = True,
 ) -> FunctionDef:
-    if not callable(function) or isinstance(function, type):
-        raise DefinitionError(f"@table goes on a function, not on {function!r}")
-    label = name or function.__name__
-    _check_name(label, label)
-    params = _params(function, label)
-    hint = _return_hint(function, label)
+    label, params, hint = _function_parts("table", function, name)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin not in _ITERABLES or not args or (origin is tuple and args[-1] is not Ellipsis):

@@ -40,6 +40,14 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| repo().join(".venv/bin/python"))
 }
 
+/// Runs `weir args`, which must exit with 1 and say `expected` on stderr.
+fn fails_with(args: &[&str], expected: &str) {
+    let out = weir(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "weir {args:?}: {stderr}");
+    assert!(stderr.contains(expected), "weir {args:?}: {stderr}");
+}
+
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().expect("tempdir"))
@@ -307,13 +315,11 @@ fn json_lines_and_parquet_inputs_give_the_same_answer() {
 
 #[test]
 fn bad_invocations_exit_non_zero_with_a_clear_message() {
-    let out = weir(&["build", "no/such/crate"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no Cargo.toml"));
-
-    let out = weir(&["inspect", "udfs/data/orders.csv"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a WebAssembly component"));
+    fails_with(&["build", "no/such/crate"], "has no Cargo.toml");
+    fails_with(
+        &["inspect", "udfs/data/orders.csv"],
+        "is not a WebAssembly component",
+    );
 
     let module = built("currency");
     let out = weir(&[
@@ -380,28 +386,22 @@ fn a_python_module_builds_and_inspects_like_its_rust_twin() {
 
 #[test]
 fn a_bad_python_module_fails_the_build_with_its_reason() {
-    let out = weir(&[
-        "build",
-        "udfs/python/hostile/missing_hint.py",
-        "-o",
-        "/dev/null",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("function `to_usd`, parameter `price`: missing type hint"),
-        "{stderr}"
+    fails_with(
+        &[
+            "build",
+            "udfs/python/hostile/missing_hint.py",
+            "-o",
+            "/dev/null",
+        ],
+        "function `to_usd`, parameter `price`: missing type hint",
     );
-    let out = weir(&[
-        "build",
-        "udfs/python/currency.py",
-        "--python",
-        "/nonexistent/python",
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("cannot run /nonexistent/python"),
-        "{stderr}"
+    fails_with(
+        &[
+            "build",
+            "udfs/python/currency.py",
+            "--python",
+            "/nonexistent/python",
+        ],
+        "cannot run /nonexistent/python",
     );
 }
