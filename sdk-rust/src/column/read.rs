@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-use super::{ArgReader, ArgValue, FixedWidth, bit, check_type, offset_at, primitive, values_of};
+use super::{
+    ArgReader, ArgValue, BLOCK, FixedWidth, bit, check_type, offset_at, primitive, values_of,
+};
 use crate::wit::{Buffers, Column, DataType, PrimitiveType};
 use crate::{Date, Timestamp};
 
@@ -82,6 +84,17 @@ impl<'a, T: FixedWidth> ArgReader<'a> for FixedReader<'a, T> {
     #[inline]
     fn get_valid(&self, row: usize) -> T {
         self.values[row]
+    }
+    #[inline]
+    fn get_valid_block(&self, start: usize) -> [T; BLOCK] {
+        match self
+            .values
+            .get(start..)
+            .and_then(<[T]>::first_chunk::<BLOCK>)
+        {
+            Some(block) => *block,
+            None => panic!("rows {start}.. are past the end of the column"),
+        }
     }
 }
 

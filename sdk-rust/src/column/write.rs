@@ -1,7 +1,7 @@
 //! Result columns, encoded in bulk from per-row results: each buffer is sized once and written in
 //! one pass, and a validity bitmap exists only when a row is null.
 
-use super::{FixedWidth, ResultValue, primitive, values_of_mut};
+use super::{BLOCK, FixedWidth, Produce, ResultValue, primitive, values_of_uninit};
 use crate::wit::{Buffers, Column, DataType, PrimitiveType};
 use crate::{Date, Timestamp};
 
@@ -51,31 +51,46 @@ macro_rules! fixed_result {
             }
             fn encode_valid<E>(
                 len: usize,
-                mut produce: impl FnMut(usize) -> Result<Self, E>,
+                produce: impl Produce<Self, E>,
             ) -> Result<Column, (usize, E)> {
-                let mut bytes = vec![0u8; len * <Self as FixedWidth>::WIDTH];
-                match values_of_mut::<Self>(&mut bytes) {
-                    Some(out) => {
-                        for (row, slot) in out.iter_mut().enumerate() {
-                            *slot = produce(row).map_err(|e| (row, e))?;
-                        }
-                    }
-                    None => {
-                        let chunks = bytes.chunks_exact_mut(<Self as FixedWidth>::WIDTH);
-                        for (row, chunk) in chunks.enumerate() {
-                            produce(row).map_err(|e| (row, e))?.write(chunk);
-                        }
-                    }
-                }
                 let data = Buffers {
                     validity: None,
                     offsets: Vec::new(),
-                    values: bytes,
+                    values: fixed_valid(len, produce)?,
                 };
                 Ok(column(Self::DATA_TYPE, len, data, None))
             }
         }
     )*};
+}
+
+/// The bytes of `len` values asked of `produce` in row order, written once (no zeroing first).
+fn fixed_valid<T: FixedWidth, E>(
+    len: usize,
+    mut produce: impl Produce<T, E>,
+) -> Result<Vec<u8>, (usize, E)> {
+    let size = len * T::WIDTH;
+    let mut bytes: Vec<u8> = Vec::with_capacity(size);
+    if let Some(out) = values_of_uninit::<T>(&mut bytes.spare_capacity_mut()[..size]) {
+        let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
+        let mut row = 0;
+        for block in blocks {
+            produce.block(row, block)?;
+            row += BLOCK;
+        }
+        for slot in tail {
+            slot.write(produce.one(row).map_err(|e| (row, e))?);
+            row += 1;
+        }
+        // SAFETY: the loops above initialised all `len` values, that is all `size` bytes.
+        unsafe { bytes.set_len(size) };
+    } else {
+        bytes.resize(size, 0);
+        for (row, chunk) in bytes.chunks_exact_mut(T::WIDTH).enumerate() {
+            produce.one(row).map_err(|e| (row, e))?.write(chunk);
+        }
+    }
+    Ok(bytes)
 }
 
 fixed_result!(
