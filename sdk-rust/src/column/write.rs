@@ -190,8 +190,44 @@ macro_rules! bytes_result {
                 };
                 column(Self::DATA_TYPE, values.len(), data, None)
             }
+            fn encode_valid<E>(
+                len: usize,
+                produce: impl Produce<Self, E>,
+            ) -> Result<Column, (usize, E)> {
+                let values = collect_valid(len, produce)?;
+                let (offsets, bytes) =
+                    variable_width(values.iter().map(|$v| Some($as_bytes)), len);
+                let data = Buffers {
+                    validity: None,
+                    offsets,
+                    values: bytes,
+                };
+                Ok(column(Self::DATA_TYPE, len, data, None))
+            }
         }
     )*};
+}
+
+/// The results of `len` rows, in a vector sized once and filled by index: a `push` per row keeps
+/// the length in memory (its growth path escapes), a store-to-load chain per row.
+fn collect_valid<T, E>(len: usize, mut produce: impl Produce<T, E>) -> Result<Vec<T>, (usize, E)> {
+    let mut values: Vec<T> = Vec::with_capacity(len);
+    let slots = &mut values.spare_capacity_mut()[..len];
+    for (row, slot) in slots.iter_mut().enumerate() {
+        match produce.one(row) {
+            Ok(value) => {
+                slot.write(value);
+            }
+            Err(e) => {
+                // SAFETY: rows before `row` were written; they are dropped with the vector.
+                unsafe { values.set_len(row) };
+                return Err((row, e));
+            }
+        }
+    }
+    // SAFETY: every one of the `len` slots was written above.
+    unsafe { values.set_len(len) };
+    Ok(values)
 }
 
 bytes_result!(
