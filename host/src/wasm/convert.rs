@@ -305,8 +305,9 @@ fn checked_offsets(
             "last offset {previous} is past the end of {values_len} value bytes"
         ));
     }
-    // Checked just above: starts at zero and never decreases.
-    Ok(OffsetBuffer::new(offsets))
+    // SAFETY: checked just above: len + 1 >= 1 offsets, starting at zero, never decreasing.
+    // (`OffsetBuffer::new` would check again, element by element.)
+    Ok(unsafe { OffsetBuffer::new_unchecked(offsets) })
 }
 
 fn primitive_from_buffers(
