@@ -194,9 +194,10 @@ macro_rules! bytes_result {
                 len: usize,
                 produce: impl Produce<Self, E>,
             ) -> Result<Column, (usize, E)> {
-                let values = collect_valid(len, produce)?;
-                let (offsets, bytes) =
-                    variable_width(values.iter().map(|$v| Some($as_bytes)), len);
+                fn bytes_of<'x>($v: &'x $t) -> &'x [u8] {
+                    $as_bytes
+                }
+                let (offsets, bytes) = variable_width_valid(len, produce, bytes_of)?;
                 let data = Buffers {
                     validity: None,
                     offsets,
@@ -208,26 +209,38 @@ macro_rules! bytes_result {
     )*};
 }
 
-/// The results of `len` rows, in a vector sized once and filled by index: a `push` per row keeps
-/// the length in memory (its growth path escapes), a store-to-load chain per row.
-fn collect_valid<T, E>(len: usize, mut produce: impl Produce<T, E>) -> Result<Vec<T>, (usize, E)> {
-    let mut values: Vec<T> = Vec::with_capacity(len);
-    let slots = &mut values.spare_capacity_mut()[..len];
+/// Offsets and bytes of `len` valid values, in one pass: each value is copied as it is produced
+/// (no vector of results, no second pass to size the bytes), into a buffer that doubles when full.
+fn variable_width_valid<T, E>(
+    len: usize,
+    mut produce: impl Produce<T, E>,
+    bytes_of: fn(&T) -> &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), (usize, E)> {
+    let mut offsets = vec![0u8; (len + 1) * 4];
+    let mut bytes = vec![0u8; (len * 16).max(64)];
+    let mut position = 0usize;
+    let (slots, _) = offsets[4..].as_chunks_mut::<4>();
     for (row, slot) in slots.iter_mut().enumerate() {
-        match produce.one(row) {
-            Ok(value) => {
-                slot.write(value);
-            }
-            Err(e) => {
-                // SAFETY: rows before `row` were written; they are dropped with the vector.
-                unsafe { values.set_len(row) };
-                return Err((row, e));
-            }
+        let value = produce.one(row).map_err(|e| (row, e))?;
+        let value = bytes_of(&value);
+        let end = position + value.len();
+        if end > bytes.len() {
+            grow(&mut bytes, end);
         }
+        copy_value(&mut bytes[position..end], value);
+        position = end;
+        // A guest cannot hold 2 GiB under any sane memory cap; the host checks offsets anyway.
+        *slot = (position as i32).to_le_bytes();
     }
-    // SAFETY: every one of the `len` slots was written above.
-    unsafe { values.set_len(len) };
-    Ok(values)
+    bytes.truncate(position);
+    Ok((offsets, bytes))
+}
+
+/// Out of line, so that the row loop keeps its state in registers.
+#[cold]
+#[inline(never)]
+fn grow(bytes: &mut Vec<u8>, at_least: usize) {
+    bytes.resize(at_least.max(bytes.len() * 2), 0);
 }
 
 bytes_result!(
