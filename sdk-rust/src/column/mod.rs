@@ -65,7 +65,7 @@ pub trait ArgReader<'a> {
 /// Rows per block of the dense loop. Wasmtime checks the epoch deadline at every loop header,
 /// and cranelift keeps loop-invariant vectors on the stack across that check; a fixed-size block,
 /// which LLVM unrolls, pays for both once per block rather than once per vector.
-pub const BLOCK: usize = 16;
+pub const BLOCK: usize = 64;
 
 /// The results of the rows of a batch without nulls, asked for in row order, one row or one
 /// block of rows at a time.
