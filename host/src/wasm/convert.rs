@@ -492,6 +492,9 @@ mod tests {
         let utf8 = UdfType::Primitive(PrimitiveType::Utf8);
         assert!(to_arrow(bad(vec![0, 5], b"abc"), utf8, 1).is_err());
         assert!(to_arrow(bad(vec![0, 2, 1], b"abc"), utf8, 2).is_err());
+        assert!(to_arrow(bad(vec![1, 2], b"abc"), utf8, 1).is_err());
+        assert!(to_arrow(bad(vec![-1, 2], b"abc"), utf8, 1).is_err());
+        assert!(to_arrow(bad(vec![0, 1], "é".as_bytes()), utf8, 1).is_err());
         assert!(to_arrow(bad(vec![0, 2], b"\xff\xfe"), utf8, 1).is_err());
         assert!(to_arrow(bad(vec![0, 2], b"ab"), utf8, 2).is_err());
         let short = abi::Column {

@@ -194,6 +194,8 @@ macro_rules! bytes_result {
                 len: usize,
                 produce: impl Produce<Self, E>,
             ) -> Result<Column, (usize, E)> {
+                // Named: for `&str` and `&[u8]` elision cannot tell which lifetime is meant.
+                #[allow(clippy::needless_lifetimes)]
                 fn bytes_of<'x>($v: &'x $t) -> &'x [u8] {
                     $as_bytes
                 }
@@ -351,6 +353,30 @@ mod tests {
         let mut column = <&str>::encode(vec![Some("é")]);
         column.data.offsets = [0i32, 1].iter().flat_map(|o| o.to_le_bytes()).collect();
         assert!(<&str>::reader(&column, 1).is_err());
+    }
+
+    #[test]
+    fn decreasing_or_negative_offsets_are_refused() {
+        for offsets in [[0i32, 2, 1, 3], [-1, 0, 1, 2], [0, 1, 2, 99]] {
+            let mut column = <&str>::encode(vec![Some("a"), Some("b"), Some("c")]);
+            column.data.offsets = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+            assert!(<&str>::reader(&column, 3).is_err(), "{offsets:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_past_the_first_32_bytes_is_still_checked() {
+        for at in [0, 31, 32, 33, 64, 70] {
+            let mut text = "a".repeat(72);
+            text.replace_range(at..at + 1, "\u{e9}");
+            let mut column = <&str>::encode(vec![Some(text.as_str())]);
+            // An offset inside the two-byte character.
+            column.data.offsets = [0i32, at as i32 + 1]
+                .iter()
+                .flat_map(|o| o.to_le_bytes())
+                .collect();
+            assert!(<&str>::reader(&column, 1).is_err(), "at {at}");
+        }
     }
 
     #[test]
