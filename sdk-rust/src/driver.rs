@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use crate::aggregate::{Aggregate, ArgTuple};
-use crate::column::{ArgReader, ArgValue, BLOCK, Produce, ResultValue};
+use crate::column::{ARGS_BLOCK, ArgReader, ArgValue, BLOCK, Produce, ResultValue};
 use crate::wit::{Batch, Column, DataType, PrimitiveType, TableOutput, UdfError};
 
 fn batch_error(message: String) -> UdfError {
@@ -62,9 +62,13 @@ where
         start: usize,
         out: &mut [std::mem::MaybeUninit<R>; BLOCK],
     ) -> Result<(), (usize, E)> {
-        let args = A::read_valid_block(self.readers, start);
-        for (i, (slot, args)) in out.iter_mut().zip(args).enumerate() {
-            slot.write((self.function)(args).map_err(|e| (start + i, e))?);
+        let (parts, _) = out.as_chunks_mut::<ARGS_BLOCK>();
+        for (k, part) in parts.iter_mut().enumerate() {
+            let first = start + k * ARGS_BLOCK;
+            let args = A::read_valid_block(self.readers, first);
+            for (i, (slot, args)) in part.iter_mut().zip(args).enumerate() {
+                slot.write((self.function)(args).map_err(|e| (first + i, e))?);
+            }
         }
         Ok(())
     }

@@ -51,13 +51,13 @@ pub trait ArgReader<'a> {
             None => panic!("row {row} is null; check `nulls` first"),
         }
     }
-    /// Rows `start..start + BLOCK` of a reader without nulls. Fixed-width readers check bounds
-    /// once per block, so that the block's loop can be unrolled and vectorised.
+    /// Rows `start..start + ARGS_BLOCK` of a reader without nulls. Fixed-width readers check
+    /// bounds once per block, so that the block's loop can be unrolled and vectorised.
     ///
     /// # Panics
     /// As [`ArgReader::get_valid`], or if the block goes past the end of the column.
     #[inline]
-    fn get_valid_block(&self, start: usize) -> [Self::Item; BLOCK] {
+    fn get_valid_block(&self, start: usize) -> [Self::Item; ARGS_BLOCK] {
         std::array::from_fn(|i| self.get_valid(start + i))
     }
 }
@@ -66,6 +66,10 @@ pub trait ArgReader<'a> {
 /// and cranelift keeps loop-invariant vectors on the stack across that check; a fixed-size block,
 /// which LLVM unrolls, pays for both once per block rather than once per vector.
 pub const BLOCK: usize = 64;
+
+/// Rows whose arguments are read at once within a block: few enough that their values stay in
+/// registers (the reads all come before the function's results are stored).
+pub const ARGS_BLOCK: usize = 16;
 
 /// The results of the rows of a batch without nulls, asked for in row order, one row or one
 /// block of rows at a time.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use super::{
-    ArgReader, ArgValue, BLOCK, FixedWidth, bit, check_type, offset_at, primitive, values_of,
+    ARGS_BLOCK, ArgReader, ArgValue, FixedWidth, bit, check_type, offset_at, primitive, values_of,
 };
 use crate::wit::{Buffers, Column, DataType, PrimitiveType};
 use crate::{Date, Timestamp};
@@ -86,11 +86,11 @@ impl<'a, T: FixedWidth> ArgReader<'a> for FixedReader<'a, T> {
         self.values[row]
     }
     #[inline]
-    fn get_valid_block(&self, start: usize) -> [T; BLOCK] {
+    fn get_valid_block(&self, start: usize) -> [T; ARGS_BLOCK] {
         match self
             .values
             .get(start..)
-            .and_then(<[T]>::first_chunk::<BLOCK>)
+            .and_then(<[T]>::first_chunk::<ARGS_BLOCK>)
         {
             Some(block) => *block,
             None => panic!("rows {start}.. are past the end of the column"),
