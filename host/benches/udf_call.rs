@@ -7,57 +7,18 @@
 #[path = "../tests/it/common.rs"]
 #[allow(dead_code)]
 mod common;
+mod harness;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, StringBuilder};
 use arrow::datatypes::Int64Type;
 use weir_host::wasm::ModuleInstance;
 
+use harness::{case, header, selected, time};
+
 const BATCH_SIZES: [usize; 3] = [1, 1024, 8192];
-const ROUNDS: u32 = 7;
-const ROUND: Duration = Duration::from_millis(120);
-
-/// Time of one run of `f`: the best of `ROUNDS` round means, each over about `ROUND`. The best
-/// round, not the mean, because this machine is shared and other tenants only ever add time.
-fn time(mut f: impl FnMut()) -> Duration {
-    for _ in 0..3 {
-        f();
-    }
-    (0..ROUNDS)
-        .map(|_| {
-            let mut runs = 0u32;
-            let started = Instant::now();
-            while started.elapsed() < ROUND || runs < 3 {
-                f();
-                runs += 1;
-            }
-            started.elapsed() / runs
-        })
-        .min()
-        .unwrap_or_default()
-}
-
-/// `WEIR_BENCH_FILTER=add_one` runs only the cases whose name contains it (for profiling).
-fn selected(name: &str) -> bool {
-    std::env::var("WEIR_BENCH_FILTER").map_or(true, |f| name.contains(&f))
-}
-
-/// Times `f` over `rows` rows and prints a line, if the case is selected.
-fn case(name: &str, rows: usize, f: impl FnMut()) {
-    if !selected(name) {
-        return;
-    }
-    let per_call = time(f);
-    let ns_per_row = per_call.as_nanos() as f64 / rows as f64;
-    println!(
-        "{name:<34} {rows:>6} {ns_per_row:>12.2} {:>12.2}",
-        per_call.as_nanos() as f64 / 1000.0
-    );
-}
-
 /// A case that calls a one-argument scalar Wasm function on `arg`.
 fn wasm_case(name: &str, instance: &mut ModuleInstance, function: &str, arg: &ArrayRef) {
     let rows = arg.len();
@@ -79,10 +40,7 @@ fn main() {
     let mut instance = bench.instance();
     let mut url_instance = urls.instance();
 
-    println!(
-        "{:<34} {:>6} {:>12} {:>12}",
-        "case", "rows", "ns/row", "us/call"
-    );
+    header();
     for &rows in &BATCH_SIZES {
         let ints: Int64Array = (0..rows as i64).collect();
         let ints: ArrayRef = Arc::new(ints);

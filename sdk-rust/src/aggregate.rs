@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-use crate::column::ArgValue;
+use crate::column::{ARGS_BLOCK, ArgValue};
 
 /// An aggregate function: a state type and the operations on it.
 ///
@@ -103,6 +103,11 @@ pub trait ArgTuple<'a>: Sized {
     fn nulls(readers: &Self::Readers) -> bool;
     /// The row, when [`ArgTuple::nulls`] said no row is skipped.
     fn read_valid(readers: &Self::Readers, row: usize) -> Self;
+    /// Rows `start..start + ARGS_BLOCK`, when [`ArgTuple::nulls`] said no row is skipped.
+    #[inline]
+    fn read_valid_block(readers: &Self::Readers, start: usize) -> [Self; ARGS_BLOCK] {
+        std::array::from_fn(|i| Self::read_valid(readers, start + i))
+    }
 }
 
 macro_rules! arg_tuple {
@@ -138,6 +143,17 @@ macro_rules! arg_tuple {
             fn read_valid(readers: &Self::Readers, row: usize) -> Self {
                 use crate::column::ArgReader;
                 ($(readers.$idx.get_valid(row),)+)
+            }
+            #[inline]
+            fn read_valid_block(readers: &Self::Readers, start: usize) -> [Self; ARGS_BLOCK] {
+                use crate::column::ArgReader;
+                let mut columns = ($(readers.$idx.get_valid_block(start).into_iter(),)+);
+                std::array::from_fn(|_| ($(
+                    match columns.$idx.next() {
+                        Some(value) => value,
+                        None => unreachable!("a block holds ARGS_BLOCK rows"),
+                    },
+                )+))
             }
         }
     };

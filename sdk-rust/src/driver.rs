@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use crate::aggregate::{Aggregate, ArgTuple};
-use crate::column::{ArgReader, ArgValue, ResultValue};
+use crate::column::{ARGS_BLOCK, ArgReader, ArgValue, BLOCK, Produce, ResultValue};
 use crate::wit::{Batch, Column, DataType, PrimitiveType, TableOutput, UdfError};
 
 fn batch_error(message: String) -> UdfError {
@@ -40,6 +40,40 @@ impl<'a> ArgTuple<'a> for () {
     fn read_valid(_: &(), _row: usize) {}
 }
 
+/// The dense path of [`scalar`]: arguments read a block at a time, results in row order.
+struct Dense<'r, 'a, A: ArgTuple<'a>, F> {
+    readers: &'r A::Readers,
+    function: F,
+    args: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<'a, A, R, E, F> Produce<R, E> for Dense<'_, 'a, A, F>
+where
+    A: ArgTuple<'a>,
+    F: FnMut(A) -> Result<R, E>,
+{
+    #[inline]
+    fn one(&mut self, row: usize) -> Result<R, E> {
+        (self.function)(A::read_valid(self.readers, row))
+    }
+    #[inline]
+    fn block(
+        &mut self,
+        start: usize,
+        out: &mut [std::mem::MaybeUninit<R>; BLOCK],
+    ) -> Result<(), (usize, E)> {
+        let (parts, _) = out.as_chunks_mut::<ARGS_BLOCK>();
+        for (k, part) in parts.iter_mut().enumerate() {
+            let first = start + k * ARGS_BLOCK;
+            let args = A::read_valid_block(self.readers, first);
+            for (i, (slot, args)) in part.iter_mut().zip(args).enumerate() {
+                slot.write((self.function)(args).map_err(|e| (first + i, e))?);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs a scalar function over a batch: one result per row, null where a non-`Option` argument
 /// is null (the function is not called for that row).
 ///
@@ -58,8 +92,12 @@ where
     let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
     if !A::nulls(&readers) {
         // The common case: no row is skipped, so results go straight into the output buffer.
-        return R::encode_valid(num_rows, |row| function(A::read_valid(&readers, row)))
-            .map_err(|(row, e)| row_error(e, row));
+        let dense = Dense::<'_, 'a, A, _> {
+            readers: &readers,
+            function: &mut function,
+            args: std::marker::PhantomData,
+        };
+        return R::encode_valid(num_rows, dense).map_err(|(row, e)| row_error(e, row));
     }
     // Results go to slots of a vector sized once; encoding follows in one pass per buffer. A
     // builder pushed row by row would keep its length in memory (its growth path escapes), and

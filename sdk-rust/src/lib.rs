@@ -45,7 +45,7 @@ mod column;
 mod driver;
 
 pub use aggregate::{Aggregate, ArgTuple};
-pub use column::{ArgReader, ArgValue, ResultValue};
+pub use column::{ARGS_BLOCK, ArgReader, ArgValue, BLOCK, Produce, ResultValue};
 pub use driver::TableRow;
 pub use weir_udf_macros::{aggregate, scalar, table};
 

@@ -482,3 +482,54 @@ fn calls_check_arguments_against_the_signature() {
         .expect_err("wrong kind");
     assert!(matches!(err, UdfError::WrongKind { .. }), "{err}");
 }
+
+#[test]
+fn dense_blocks_agree_at_every_edge() {
+    let module = load("bench");
+    let mut instance = module.instance();
+    // The dense path works in blocks of 64 rows and then row by row: sizes around the edges.
+    for n in [0, 1, 63, 64, 65, 129, 1000] {
+        let ints: Int64Array = (0..n as i64).map(|i| Some(i * 3 - 100)).collect();
+        let out = instance
+            .call_scalar("add_one", &[Arc::new(ints.clone()) as ArrayRef], n)
+            .expect("add_one");
+        let expected: Int64Array = ints.iter().map(|v| v.map(|v| v + 1)).collect();
+        assert_eq!(out.as_primitive::<Int64Type>(), &expected, "{n} rows");
+
+        // With nulls and non-ASCII text, then dense and ASCII only.
+        let mixed = words(n, n as u64);
+        let ascii: StringArray = (0..n).map(|i| Some(format!("user-{i}@weir"))).collect();
+        for text in [mixed, ascii] {
+            let out = instance
+                .call_scalar("trim_prefix", &[Arc::new(text.clone()) as ArrayRef], n)
+                .expect("trim_prefix");
+            let expected: StringArray = text
+                .iter()
+                .map(|s| s.map(|s| s.get(1..).unwrap_or("")))
+                .collect();
+            assert_eq!(out.as_string::<i32>(), &expected, "{n} rows");
+        }
+    }
+}
+
+#[test]
+fn a_failure_inside_a_dense_block_names_its_row() {
+    let module = load("currency");
+    let mut instance = module.instance();
+    let n = 200;
+    let text: StringArray = (0..n).map(|_| Some("abcé")).collect();
+    let needles: StringArray = (0..n)
+        .map(|i| Some(if i == 130 { "too long" } else { "é" }))
+        .collect();
+    let err = instance
+        .call_scalar(
+            "count_char",
+            &[Arc::new(text) as ArrayRef, Arc::new(needles)],
+            n,
+        )
+        .expect_err("row 130 fails");
+    match err {
+        UdfError::Failed { row, .. } => assert_eq!(row, Some(130)),
+        other => panic!("expected a per-row failure, got {other}"),
+    }
+}

@@ -51,6 +51,43 @@ pub trait ArgReader<'a> {
             None => panic!("row {row} is null; check `nulls` first"),
         }
     }
+    /// Rows `start..start + ARGS_BLOCK` of a reader without nulls. Fixed-width readers check
+    /// bounds once per block, so that the block's loop can be unrolled and vectorised.
+    ///
+    /// # Panics
+    /// As [`ArgReader::get_valid`], or if the block goes past the end of the column.
+    #[inline]
+    fn get_valid_block(&self, start: usize) -> [Self::Item; ARGS_BLOCK] {
+        std::array::from_fn(|i| self.get_valid(start + i))
+    }
+}
+
+/// Rows per block of the dense loop. Wasmtime checks the epoch deadline at every loop header,
+/// and cranelift keeps loop-invariant vectors on the stack across that check; a fixed-size block,
+/// which LLVM unrolls, pays for both once per block rather than once per vector.
+pub const BLOCK: usize = 64;
+
+/// Rows whose arguments are read at once within a block: few enough that their values stay in
+/// registers (the reads all come before the function's results are stored).
+pub const ARGS_BLOCK: usize = 16;
+
+/// The results of the rows of a batch without nulls, asked for in row order, one row or one
+/// block of rows at a time.
+pub trait Produce<T, E> {
+    /// The result of `row`.
+    ///
+    /// # Errors
+    /// The function's error for this row.
+    fn one(&mut self, row: usize) -> Result<T, E>;
+    /// Writes the results of rows `start..start + BLOCK` into `out`, in order.
+    ///
+    /// # Errors
+    /// The first error, with its row; the rows after it are not computed.
+    fn block(
+        &mut self,
+        start: usize,
+        out: &mut [std::mem::MaybeUninit<T>; BLOCK],
+    ) -> Result<(), (usize, E)>;
 }
 
 /// A value a function can return.
@@ -67,17 +104,17 @@ pub trait ResultValue: Sized {
 
     /// Encodes one column of `len` rows that are all valid, asking `produce` for each row in
     /// order; stops at the first error, returning its row. Fixed-width types write straight into
-    /// a typed output buffer, a loop the compiler can vectorise.
+    /// a typed output buffer, a block at a time, a loop the compiler can vectorise.
     ///
     /// # Errors
     /// The first error of `produce`, with its row.
     fn encode_valid<E>(
         len: usize,
-        mut produce: impl FnMut(usize) -> Result<Self, E>,
+        mut produce: impl Produce<Self, E>,
     ) -> Result<Column, (usize, E)> {
         let mut values = Vec::with_capacity(len);
         for row in 0..len {
-            values.push(Some(produce(row).map_err(|e| (row, e))?));
+            values.push(Some(produce.one(row).map_err(|e| (row, e))?));
         }
         Ok(Self::encode(values))
     }
@@ -229,11 +266,14 @@ pub(crate) fn values_of<T: FixedWidth>(bytes: &[u8]) -> std::borrow::Cow<'_, [T]
     std::borrow::Cow::Owned(bytes.chunks_exact(T::WIDTH).map(T::read).collect())
 }
 
-/// `bytes` as mutable values, when aligned on a little-endian target.
-pub(crate) fn values_of_mut<T: FixedWidth>(bytes: &mut [u8]) -> Option<&mut [T]> {
+/// Uninitialised `bytes` as uninitialised values, when aligned on a little-endian target.
+pub(crate) fn values_of_uninit<T: FixedWidth>(
+    bytes: &mut [std::mem::MaybeUninit<u8>],
+) -> Option<&mut [std::mem::MaybeUninit<T>]> {
     if cfg!(target_endian = "little") {
-        // SAFETY: `FixedWidth` types accept every bit pattern and have no padding.
-        let (prefix, values, suffix) = unsafe { bytes.align_to_mut::<T>() };
+        // SAFETY: `FixedWidth` types accept every bit pattern and have no padding; nothing is
+        // read before it is written.
+        let (prefix, values, suffix) = unsafe { bytes.align_to_mut::<std::mem::MaybeUninit<T>>() };
         if prefix.is_empty() && suffix.is_empty() {
             return Some(values);
         }

@@ -1,7 +1,7 @@
 //! Result columns, encoded in bulk from per-row results: each buffer is sized once and written in
 //! one pass, and a validity bitmap exists only when a row is null.
 
-use super::{FixedWidth, ResultValue, primitive, values_of_mut};
+use super::{BLOCK, FixedWidth, Produce, ResultValue, primitive, values_of_uninit};
 use crate::wit::{Buffers, Column, DataType, PrimitiveType};
 use crate::{Date, Timestamp};
 
@@ -51,31 +51,46 @@ macro_rules! fixed_result {
             }
             fn encode_valid<E>(
                 len: usize,
-                mut produce: impl FnMut(usize) -> Result<Self, E>,
+                produce: impl Produce<Self, E>,
             ) -> Result<Column, (usize, E)> {
-                let mut bytes = vec![0u8; len * <Self as FixedWidth>::WIDTH];
-                match values_of_mut::<Self>(&mut bytes) {
-                    Some(out) => {
-                        for (row, slot) in out.iter_mut().enumerate() {
-                            *slot = produce(row).map_err(|e| (row, e))?;
-                        }
-                    }
-                    None => {
-                        let chunks = bytes.chunks_exact_mut(<Self as FixedWidth>::WIDTH);
-                        for (row, chunk) in chunks.enumerate() {
-                            produce(row).map_err(|e| (row, e))?.write(chunk);
-                        }
-                    }
-                }
                 let data = Buffers {
                     validity: None,
                     offsets: Vec::new(),
-                    values: bytes,
+                    values: fixed_valid(len, produce)?,
                 };
                 Ok(column(Self::DATA_TYPE, len, data, None))
             }
         }
     )*};
+}
+
+/// The bytes of `len` values asked of `produce` in row order, written once (no zeroing first).
+fn fixed_valid<T: FixedWidth, E>(
+    len: usize,
+    mut produce: impl Produce<T, E>,
+) -> Result<Vec<u8>, (usize, E)> {
+    let size = len * T::WIDTH;
+    let mut bytes: Vec<u8> = Vec::with_capacity(size);
+    if let Some(out) = values_of_uninit::<T>(&mut bytes.spare_capacity_mut()[..size]) {
+        let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
+        let mut row = 0;
+        for block in blocks {
+            produce.block(row, block)?;
+            row += BLOCK;
+        }
+        for slot in tail {
+            slot.write(produce.one(row).map_err(|e| (row, e))?);
+            row += 1;
+        }
+        // SAFETY: the loops above initialised all `len` values, that is all `size` bytes.
+        unsafe { bytes.set_len(size) };
+    } else {
+        bytes.resize(size, 0);
+        for (row, chunk) in bytes.chunks_exact_mut(T::WIDTH).enumerate() {
+            produce.one(row).map_err(|e| (row, e))?.write(chunk);
+        }
+    }
+    Ok(bytes)
 }
 
 fixed_result!(
@@ -175,8 +190,59 @@ macro_rules! bytes_result {
                 };
                 column(Self::DATA_TYPE, values.len(), data, None)
             }
+            fn encode_valid<E>(
+                len: usize,
+                produce: impl Produce<Self, E>,
+            ) -> Result<Column, (usize, E)> {
+                // Named: for `&str` and `&[u8]` elision cannot tell which lifetime is meant.
+                #[allow(clippy::needless_lifetimes)]
+                fn bytes_of<'x>($v: &'x $t) -> &'x [u8] {
+                    $as_bytes
+                }
+                let (offsets, bytes) = variable_width_valid(len, produce, bytes_of)?;
+                let data = Buffers {
+                    validity: None,
+                    offsets,
+                    values: bytes,
+                };
+                Ok(column(Self::DATA_TYPE, len, data, None))
+            }
         }
     )*};
+}
+
+/// Offsets and bytes of `len` valid values, in one pass: each value is copied as it is produced
+/// (no vector of results, no second pass to size the bytes), into a buffer that doubles when full.
+fn variable_width_valid<T, E>(
+    len: usize,
+    mut produce: impl Produce<T, E>,
+    bytes_of: fn(&T) -> &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), (usize, E)> {
+    let mut offsets = vec![0u8; (len + 1) * 4];
+    let mut bytes = vec![0u8; (len * 16).max(64)];
+    let mut position = 0usize;
+    let (slots, _) = offsets[4..].as_chunks_mut::<4>();
+    for (row, slot) in slots.iter_mut().enumerate() {
+        let value = produce.one(row).map_err(|e| (row, e))?;
+        let value = bytes_of(&value);
+        let end = position + value.len();
+        if end > bytes.len() {
+            grow(&mut bytes, end);
+        }
+        copy_value(&mut bytes[position..end], value);
+        position = end;
+        // A guest cannot hold 2 GiB under any sane memory cap; the host checks offsets anyway.
+        *slot = (position as i32).to_le_bytes();
+    }
+    bytes.truncate(position);
+    Ok((offsets, bytes))
+}
+
+/// Out of line, so that the row loop keeps its state in registers.
+#[cold]
+#[inline(never)]
+fn grow(bytes: &mut Vec<u8>, at_least: usize) {
+    bytes.resize(at_least.max(bytes.len() * 2), 0);
 }
 
 bytes_result!(
@@ -287,6 +353,30 @@ mod tests {
         let mut column = <&str>::encode(vec![Some("é")]);
         column.data.offsets = [0i32, 1].iter().flat_map(|o| o.to_le_bytes()).collect();
         assert!(<&str>::reader(&column, 1).is_err());
+    }
+
+    #[test]
+    fn decreasing_or_negative_offsets_are_refused() {
+        for offsets in [[0i32, 2, 1, 3], [-1, 0, 1, 2], [0, 1, 2, 99]] {
+            let mut column = <&str>::encode(vec![Some("a"), Some("b"), Some("c")]);
+            column.data.offsets = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+            assert!(<&str>::reader(&column, 3).is_err(), "{offsets:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_past_the_first_32_bytes_is_still_checked() {
+        for at in [0, 31, 32, 33, 64, 70] {
+            let mut text = "a".repeat(72);
+            text.replace_range(at..at + 1, "\u{e9}");
+            let mut column = <&str>::encode(vec![Some(text.as_str())]);
+            // An offset inside the two-byte character.
+            column.data.offsets = [0i32, at as i32 + 1]
+                .iter()
+                .flat_map(|o| o.to_le_bytes())
+                .collect();
+            assert!(<&str>::reader(&column, 1).is_err(), "at {at}");
+        }
     }
 
     #[test]
