@@ -103,6 +103,58 @@ fn main() {
         }
     }
 
+    // Profiling aid: WEIR_BENCH_PROBE=module.wasm times each of its functions at 8192 rows:
+    // scalars on a bigint column, aggregates on (double, bigint) over 8 groups. Variants of one
+    // operation in one probe module compare reliably on this noisy machine. The clock is granted,
+    // so a probe may time its own phases with time.perf_counter_ns.
+    if let Some(probe) = std::env::var_os("WEIR_BENCH_PROBE") {
+        let module = common::python_runtime()
+            .load_file(
+                std::path::Path::new(&probe),
+                LoadOptions {
+                    grants: weir_host::wasm::SandboxGrants {
+                        clock: true,
+                        ..Default::default()
+                    },
+                    ..LoadOptions::default()
+                },
+            )
+            .expect("probe module");
+        let mut instance = module.instance();
+        let rows = 8192;
+        let ints: ArrayRef = Arc::new((0..rows as i64).collect::<Int64Array>());
+        for function in module.functions() {
+            if function.kind.name() == "aggregate" {
+                // (double, bigint) aggregates, over 8 groups: per-row costs without per-state ones.
+                let values: ArrayRef =
+                    Arc::new((0..rows).map(|i| i as f64).collect::<Float64Array>());
+                let groups: Vec<u32> = (0..rows as u32).map(|i| i % 8).collect();
+                let fresh = instance.aggregate_create(&function.name).expect("create");
+                let states = BinaryArray::from_iter_values(std::iter::repeat_n(&fresh, 8));
+                case(&format!("probe {}", function.name), rows, || {
+                    black_box(
+                        instance
+                            .aggregate_accumulate(
+                                &function.name,
+                                &[values.clone(), ints.clone()],
+                                &groups,
+                                &states,
+                            )
+                            .expect("probe"),
+                    );
+                });
+                continue;
+            }
+            case(&format!("probe {}", function.name), rows, || {
+                black_box(
+                    instance
+                        .call_scalar(&function.name, std::slice::from_ref(&ints), rows)
+                        .expect("probe"),
+                );
+            });
+        }
+    }
+
     if selected("instance") {
         let fresh = time(|| {
             let mut fresh = currency.instance();

@@ -281,7 +281,7 @@ pub enum UdfError {
         reason: String,
     },
     /// The component does not implement the `weir:udf` world.
-    #[error("module `{module}` does not implement the weir:udf@0.1.0 world: {reason}")]
+    #[error("module `{module}` does not implement the weir:udf@0.2.0 world: {reason}")]
     WrongWorld {
         /// The module.
         module: String,

@@ -245,3 +245,23 @@ def test_a_timestamp_python_cannot_hold_names_its_row():
     with pytest.raises(CallError, match="outside Python's datetime range") as caught:
         call_scalar(year.__weir__, [column], 2)
     assert caught.value.row == 1
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        (0.0, 0),
+        (float("nan"), -(2**70), "é", b"\x00", None, True),
+        42,
+        bytearray(b"\x01\x02"),
+        [1, (2, 3)],
+        {"a": [1.5]},
+        datetime.date(2024, 1, 1),
+    ],
+)
+def test_states_keep_their_exact_value_and_type(state):
+    from weir_udf._engine import _decode_state, _encode_state
+
+    back = _decode_state(_encode_state(state))
+    assert type(back) is type(state)
+    assert repr(back) == repr(state)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import datetime
 import itertools
+import struct
 from typing import Any, NamedTuple
 
 from ._spec import Primitive, SqlType
@@ -214,7 +215,7 @@ def _wrong_value(values: list, check, primitive: Primitive) -> ColumnError:
     for row, value in enumerate(values):
         try:
             check(value)
-        except (TypeError, ValueError, OverflowError, AttributeError) as e:
+        except (TypeError, ValueError, OverflowError, AttributeError, struct.error) as e:
             return ColumnError(
                 f"value {value!r} ({type(value).__name__}) does not fit {SqlType(primitive)} "
                 f"(a Python {expected}): {e}",
@@ -251,11 +252,13 @@ def _encode_values(primitive: Primitive, values: list[Any]) -> Buffers:
                 values = [_to_micros(v) for v in values]
             except (TypeError, AttributeError, OverflowError):
                 raise _wrong_value(values, _to_micros, primitive) from None
+        # struct.pack converts about twice as fast as array() inside the component.
         try:
-            data = array.array(code, values)
-        except (TypeError, OverflowError):
-            raise _wrong_value(values, lambda v: array.array(code, [v]), primitive) from None
-        return Buffers(None, b"", data.tobytes())
+            data = struct.pack(f"<{len(values)}{code}", *values)
+        except (struct.error, TypeError, OverflowError):
+            check = struct.Struct(f"<{code}").pack
+            raise _wrong_value(values, check, primitive) from None
+        return Buffers(None, b"", data)
     if primitive is Primitive.BOOLEAN:
         if not set(map(type, values)) <= {bool}:
             raise _wrong_value(values, _is_bool, primitive)

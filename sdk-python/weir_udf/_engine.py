@@ -12,6 +12,7 @@ becomes an error carrying that row's index and the Python message.
 from __future__ import annotations
 
 import itertools
+import marshal
 import pickle
 from typing import Any
 
@@ -19,7 +20,32 @@ from ._columns import ColumnError, RawColumn, decode, encode
 from ._spec import FunctionDef, Param, Primitive, SqlType
 
 _STATE_TYPE = SqlType(Primitive.BINARY)
+
+# A state is one tag byte and a body. Flat states (a scalar, or a tuple of scalars: the common
+# shapes) use marshal at format version 4, stable since Python 3.4 and about twice as fast as
+# pickle here; anything else (lists, dicts, bytearrays, named tuples, classes) uses pickle, which
+# keeps exact types. Both formats load in later Pythons, so states in a checkpoint outlive an
+# upgrade of the SDK or of componentize-py's interpreter.
+_MARSHAL, _PICKLE = b"M", b"P"
+_MARSHAL_VERSION = 4
 _PICKLE_PROTOCOL = 5
+_FLAT = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _encode_state(state: Any) -> bytes:
+    kind = type(state)
+    if kind in _FLAT or (kind is tuple and set(map(type, state)) <= _FLAT):
+        return _MARSHAL + marshal.dumps(state, _MARSHAL_VERSION)
+    return _PICKLE + pickle.dumps(state, _PICKLE_PROTOCOL)
+
+
+def _decode_state(data: bytes) -> Any:
+    tag, body = data[:1], memoryview(data)[1:]
+    if tag == _MARSHAL:
+        return marshal.loads(body)
+    if tag == _PICKLE:
+        return pickle.loads(body)
+    raise ValueError(f"unknown state tag {tag!r}")
 
 
 class CallError(Exception):
@@ -198,7 +224,8 @@ def call_table(
 
 
 # ---------------------------------------------------------------------------------------------
-# Aggregates: states are pickled plain values in a binary column the host owns.
+# Aggregates: states are serialized plain values (see _encode_state) in a binary column the host
+# owns.
 
 _instances: dict[int, Any] = {}
 
@@ -224,14 +251,14 @@ def _load_states(fn: FunctionDef, states: RawColumn) -> list[Any]:
     if mask is not None:
         raise CallError(f"state {mask.index('0')} is null; states are never null")
     try:
-        return [pickle.loads(b) for b in encoded]
+        return [_decode_state(b) for b in encoded]
     except Exception as e:
         raise CallError(f"a state is not one this function wrote: {e}") from None
 
 
 def _store_states(fn: FunctionDef, states: list[Any]) -> RawColumn:
     try:
-        return encode(_STATE_TYPE, [pickle.dumps(s, _PICKLE_PROTOCOL) for s in states])
+        return encode(_STATE_TYPE, [_encode_state(s) for s in states])
     except Exception as e:
         raise CallError(
             f"cannot serialize a state ({_python_message(e)}); states are plain "

@@ -7,6 +7,7 @@ with logic lives in `_engine`; this module converts the generated WIT classes to
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 from componentize_py_types import Err
@@ -17,6 +18,8 @@ from ._columns import Buffers, RawColumn
 from ._spec import FunctionDef, Primitive, SqlType
 
 _PRIMITIVES = {p: wit.PrimitiveType(p.value) for p in Primitive}
+# Group and row indexes cross as 4-byte little-endian integers; 'I' is 4 bytes on wasm32.
+_U32 = "I"
 
 
 def _data_type(sql_type: SqlType) -> Any:
@@ -100,7 +103,7 @@ def exports(functions: list[FunctionDef]) -> type:
         columns = [_from_wit(c) for c in args.columns]
         row_index, out = _engine.call_table(fn, columns, args.num_rows)
         rows = wit.Batch([_to_wit(c) for c in out], len(row_index))
-        return wit.TableOutput(row_index, rows)
+        return wit.TableOutput(array.array(_U32, row_index).tobytes(), rows)
 
     def _aggregate_create(index):
         return _engine.aggregate_create(lookup(index, "aggregate"))
@@ -108,8 +111,11 @@ def exports(functions: list[FunctionDef]) -> type:
     def _update(index, args, groups, states, retract):
         fn = lookup(index, "aggregate")
         columns = [_from_wit(c) for c in args.columns]
+        if len(groups) % 4:
+            raise _engine.CallError(f"{len(groups)} bytes of group indexes: not 4 per row")
+        indexes = memoryview(groups).cast("B").cast(_U32).tolist()
         out = _engine.aggregate_update(
-            fn, columns, args.num_rows, groups, _from_wit(states), retract
+            fn, columns, args.num_rows, indexes, _from_wit(states), retract
         )
         return _to_wit(out)
 

@@ -172,7 +172,8 @@ where
     let num_rows = args.num_rows as usize;
     let readers = A::readers(&args.columns, num_rows).map_err(batch_error)?;
     let mut outputs: Vec<I::Item> = Vec::with_capacity(num_rows);
-    let mut row_index = Vec::with_capacity(num_rows);
+    // Row indexes as the contract carries them: 4 little-endian bytes each.
+    let mut row_index: Vec<u8> = Vec::with_capacity(num_rows * 4);
     for row in 0..num_rows {
         let Some(values) = A::read(&readers, row) else {
             continue;
@@ -180,13 +181,13 @@ where
         let rows = function(values).map_err(|e| row_error(e, row))?;
         for output in rows {
             outputs.push(output);
-            row_index.push(row as u32);
+            row_index.extend_from_slice(&(row as u32).to_le_bytes());
         }
     }
     let columns = <I::Item as TableRow>::encode(outputs);
     Ok(TableOutput {
         rows: Batch {
-            num_rows: row_index.len() as u32,
+            num_rows: (row_index.len() / 4) as u32,
             columns,
         },
         row_index,
@@ -256,21 +257,24 @@ pub fn aggregate_create<A: Aggregate>() -> Result<Vec<u8>, UdfError> {
 /// accumulate/retract returned `Err`.
 pub fn aggregate_update<A: Aggregate>(
     args: &Batch,
-    groups: &[u32],
+    groups: &[u8],
     states: &Column,
     retract: bool,
 ) -> Result<Column, UdfError> {
     let num_rows = args.num_rows as usize;
-    if groups.len() != num_rows {
+    if groups.len() != num_rows * 4 {
         return Err(batch_error(format!(
-            "{} group indexes for {num_rows} rows",
+            "{} bytes of group indexes for {num_rows} rows (4 per row)",
             groups.len()
         )));
     }
+    let groups = groups
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let mut decoded: Vec<A> = decode_states(states)?;
     let readers =
         <A::Args<'_> as ArgTuple>::readers(&args.columns, num_rows).map_err(batch_error)?;
-    for (row, &group) in groups.iter().enumerate() {
+    for (row, group) in groups.enumerate() {
         let Some(values) = <A::Args<'_> as ArgTuple>::read(&readers, row) else {
             continue;
         };

@@ -147,7 +147,7 @@ macro_rules! export {
             fn aggregate_accumulate(
                 index: u32,
                 args: $crate::__private::Batch,
-                groups: ::std::vec::Vec<u32>,
+                groups: ::std::vec::Vec<u8>,
                 states: $crate::__private::Column,
             ) -> ::std::result::Result<$crate::__private::Column, $crate::__private::UdfError> {
                 let calls: &[fn(_, _, _, bool) -> _] =
@@ -157,7 +157,7 @@ macro_rules! export {
             fn aggregate_retract(
                 index: u32,
                 args: $crate::__private::Batch,
-                groups: ::std::vec::Vec<u32>,
+                groups: ::std::vec::Vec<u8>,
                 states: $crate::__private::Column,
             ) -> ::std::result::Result<$crate::__private::Column, $crate::__private::UdfError> {
                 let calls: &[fn(_, _, _, bool) -> _] =
@@ -245,7 +245,7 @@ pub mod __private {
         /// See `weir:udf/functions.aggregate-accumulate` and `aggregate-retract`.
         fn aggregate_update(
             args: Batch,
-            groups: Vec<u32>,
+            groups: Vec<u8>,
             states: Column,
             retract: bool,
         ) -> Result<Column, UdfError> {

@@ -144,11 +144,11 @@ pub(crate) struct UdfError {
 #[component(record)]
 pub(crate) struct TableOutput {
     #[component(name = "row-index")]
-    pub row_index: Vec<u32>,
+    pub row_index: Vec<u8>,
     pub rows: Batch,
 }
 
 /// The fully qualified name of the exported interface.
-pub(crate) const INTERFACE: &str = "weir:udf/functions@0.1.0";
+pub(crate) const INTERFACE: &str = "weir:udf/functions@0.2.0";
 
 pub(crate) type CallResult<T> = (Result<T, UdfError>,);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, UInt32Array};
 use arrow::buffer::ScalarBuffer;
+use arrow::datatypes::ToByteSlice;
 use wasmtime::component::{Func, Instance, TypedFunc};
 use wasmtime::{Store, Trap};
 
@@ -23,7 +24,7 @@ type UpdateFn = TypedFunc<
     (
         u32,
         BatchParam<'static>,
-        &'static [u32],
+        &'static [u8],
         ColumnParam<'static>,
     ),
     CallResult<abi::Column>,
@@ -61,7 +62,7 @@ where
         .ok_or_else(|| format!("`{name}` is not a function"))?;
     if checked {
         func.typed::<P, R>(&*store)
-            .map_err(|e| format!("`{name}` does not have the weir:udf@0.1.0 signature: {e:#}"))
+            .map_err(|e| format!("`{name}` does not have the weir:udf@0.2.0 signature: {e:#}"))
     } else {
         // SAFETY: `WasmModule::load` checked this component's export at `index` against exactly
         // these types (the `checked` path) before the module could be used.
@@ -414,14 +415,19 @@ impl ModuleInstance {
             reason,
         };
         let rows = output.rows.num_rows as usize;
-        if output.row_index.len() != rows {
+        if output.row_index.len() != rows * 4 {
             return Err(bad(format!(
-                "{} row indexes for {rows} rows",
+                "{} bytes of row indexes for {rows} rows (4 per row)",
                 output.row_index.len()
             )));
         }
+        let row_index: Vec<u32> = output
+            .row_index
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         let mut previous = 0;
-        for &i in &output.row_index {
+        for &i in &row_index {
             if i as usize >= num_rows || i < previous {
                 return Err(bad(format!(
                     "row index {i} is out of range or out of order for {num_rows} input rows"
@@ -447,7 +453,7 @@ impl ModuleInstance {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TableRows {
-            row_index: UInt32Array::new(ScalarBuffer::from(output.row_index), None),
+            row_index: UInt32Array::new(ScalarBuffer::from(row_index), None),
             columns,
         })
     }
@@ -524,7 +530,9 @@ impl ModuleInstance {
             reason: format!("states: {reason}"),
         })?;
         let column = with_batch(spec, args, num_rows, &site, |batch| {
-            let params = (index, batch, groups, states_in.param());
+            // Group indexes cross as little-endian bytes (see the WIT); wasm and our hosts are
+            // little-endian, so the slice's own bytes are that encoding.
+            let params = (index, batch, groups.to_byte_slice(), states_in.param());
             self.invoke(&site, |store, funcs| {
                 if retract {
                     funcs.retract.call(store, params)

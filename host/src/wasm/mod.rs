@@ -15,6 +15,12 @@ mod convert;
 mod instance;
 mod sandbox;
 
+// Arrow buffers cross the boundary as they are, and the contract's byte order is little-endian.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "weir-host passes native buffers to little-endian Wasm; big-endian hosts are not supported"
+);
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -236,7 +236,7 @@ fn files_that_are_not_weir_components_are_refused_clearly() {
     assert!(matches!(err, UdfError::WrongWorld { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("does not export `weir:udf/functions@0.1.0`"),
+            .contains("does not export `weir:udf/functions@0.2.0`"),
         "{err}"
     );
 

@@ -544,7 +544,7 @@ fn expand_aggregate(options: Options, block: ItemImpl) -> syn::Result<TokenStrea
             }
             fn aggregate_update(
                 args: #private::Batch,
-                groups: ::std::vec::Vec<u32>,
+                groups: ::std::vec::Vec<u8>,
                 states: #private::Column,
                 retract: bool,
             ) -> ::std::result::Result<#private::Column, #private::UdfError> {
