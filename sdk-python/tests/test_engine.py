@@ -265,3 +265,39 @@ def test_states_keep_their_exact_value_and_type(state):
     back = _decode_state(_encode_state(state))
     assert type(back) is type(state)
     assert repr(back) == repr(state)
+
+
+def test_a_non_deterministic_function_fails_at_its_row_on_the_first_run():
+    seen = []
+
+    @scalar(deterministic=False)
+    def flaky(x: int) -> int:
+        seen.append(x)
+        if x == 5:
+            raise ValueError("five")
+        return x
+
+    with pytest.raises(CallError) as caught:
+        run_scalar(flaky, (BIGINT, list(range(10))))
+    assert caught.value.row == 5
+    assert seen == [0, 1, 2, 3, 4, 5]  # not run twice
+
+
+@scalar
+def two_args(a: int, b: int) -> int:
+    if a == b:
+        raise ValueError("equal")
+    return a - b
+
+
+@scalar
+def three_args(a: int, b: int, c: int) -> int:
+    return a + b + c
+
+
+def test_multi_argument_fast_paths_and_their_failure_rows():
+    assert run_scalar(two_args, (BIGINT, [3, 1]), (BIGINT, [1, 2])) == [2, -1]
+    with pytest.raises(CallError) as caught:
+        run_scalar(two_args, (BIGINT, [3, 4, 7]), (BIGINT, [1, 2, 7]))
+    assert caught.value.row == 2
+    assert run_scalar(three_args, (BIGINT, [1]), (BIGINT, [2]), (BIGINT, [3])) == [6]
