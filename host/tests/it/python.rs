@@ -479,6 +479,13 @@ fn sandbox_denials_and_limits_in_python_are_clear_errors() {
         .to_string()
         .contains("MemoryError (the instance reached its memory cap)");
     assert!(capped, "hog: {err:?}");
+    let out = instance
+        .call_scalar("standard_library", &[arc(Int64Array::from(vec![3]))], 1)
+        .expect("the standard library");
+    assert_eq!(
+        out.as_string::<i32>().value(0),
+        "9e1bd4e5 2 x.org aGk= 3.305"
+    );
     // After a deadline and a memory cap, the instance (renewed) still answers.
     let out = instance.call_scalar("double", &one(), 1).expect("double");
     assert_eq!(out.as_primitive::<Int64Type>(), &Int64Array::from(vec![2]));

@@ -1,6 +1,10 @@
-"""Test-only: Python functions that reach for what the sandbox denies, or run away."""
+"""Test-only: Python functions that reach for what the sandbox denies, or run away; and one that
+uses the standard library the sandbox allows."""
 
+import hashlib
 import socket
+import statistics
+import urllib.parse
 
 from weir_udf import scalar
 
@@ -45,3 +49,20 @@ def hog(x: int) -> int:
 @scalar
 def double(x: int) -> int:
     return 2 * x
+
+
+@scalar
+def standard_library(x: int) -> str:
+    """Top-level imports, and lazy ones from the preloaded set."""
+    import base64
+    import decimal
+
+    return " ".join(
+        [
+            hashlib.sha256(b"weir").hexdigest()[:8],
+            str(statistics.mean([1, 2, x])),
+            urllib.parse.urlparse("https://x.org/p?q=1").netloc,
+            base64.b64encode(b"hi").decode(),
+            str(decimal.Decimal("1.10") + decimal.Decimal("2.205")),
+        ]
+    )
