@@ -9,7 +9,6 @@
 #[path = "../tests/it/common.rs"]
 #[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 mod harness;
 
 use std::hint::black_box;

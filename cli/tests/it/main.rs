@@ -71,6 +71,21 @@ fn built(name: &str) -> String {
     out_str
 }
 
+/// `weir call <module> <function> --input udfs/data/orders.csv --args <args> <extra>`.
+fn call_orders(module: &str, function: &str, args: &str, extra: &[&str]) -> String {
+    let mut argv = vec![
+        "call",
+        module,
+        function,
+        "--input",
+        "udfs/data/orders.csv",
+        "--args",
+        args,
+    ];
+    argv.extend_from_slice(extra);
+    ok(&argv)
+}
+
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
     text.lines()
         .map(|l| l.split(',').map(str::to_string).collect())
@@ -104,66 +119,34 @@ fn inspect_prints_both_signatures() {
 #[test]
 fn call_prints_correct_values_from_csv() {
     let module = built("currency");
-    let out = ok(&[
-        "call",
-        &module,
-        "to_usd",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
-        "price_cents",
-        "--format",
-        "csv",
-    ]);
+    let out = call_orders(&module, "to_usd", "price_cents", &["--format", "csv"]);
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["price_cents", "to_usd"]);
     let usd: Vec<&str> = rows[1..].iter().map(|r| r[1].as_str()).collect();
     assert_eq!(usd, ["19.99", "5.5", "120.0", "8.99", "", "25.0", "1.0"]);
 
     // The same through small batches: the answer does not depend on the batch size.
-    let small = ok(&[
-        "call",
+    let small = call_orders(
         &module,
         "to_usd",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
         "price_cents",
-        "--format",
-        "csv",
-        "--batch-size",
-        "2",
-    ]);
+        &["--format", "csv", "--batch-size", "2"],
+    );
     assert_eq!(small, out);
 
-    let table = ok(&[
-        "call",
-        &module,
-        "to_usd",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
-        "price_cents",
-    ]);
+    let table = call_orders(&module, "to_usd", "price_cents", &[]);
     assert!(table.contains("| 19.99"), "{table}");
 }
 
 #[test]
 fn table_functions_print_the_input_row_of_each_output_row() {
     let module = built("urls");
-    let out = ok(&[
-        "call",
+    let out = call_orders(
         &module,
         "url_segments",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
         "url",
-        "--format",
-        "csv",
-        "--batch-size",
-        "3",
-    ]);
+        &["--format", "csv", "--batch-size", "3"],
+    );
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["row", "position", "segment"]);
     let got: Vec<(&str, &str, &str)> = rows[1..]
@@ -194,21 +177,19 @@ fn table_functions_print_the_input_row_of_each_output_row() {
 #[test]
 fn aggregates_print_one_value_per_group() {
     let module = built("stats");
-    let out = ok(&[
-        "call",
+    let out = call_orders(
         &module,
         "weighted_avg",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
         "price,quantity",
-        "--group-by",
-        "country",
-        "--format",
-        "csv",
-        "--batch-size",
-        "2",
-    ]);
+        &[
+            "--group-by",
+            "country",
+            "--format",
+            "csv",
+            "--batch-size",
+            "2",
+        ],
+    );
     let rows = csv_rows(&out);
     assert_eq!(rows[0], ["country", "weighted_avg"]);
     let got: Vec<(String, f64)> = rows[1..]
@@ -225,17 +206,12 @@ fn aggregates_print_one_value_per_group() {
         assert_eq!(country, want_country);
         assert!((value - want).abs() < 1e-9, "{country}: {value} != {want}");
     }
-    let total = ok(&[
-        "call",
+    let total = call_orders(
         &module,
         "weighted_avg",
-        "--input",
-        "udfs/data/orders.csv",
-        "--args",
         "price,quantity",
-        "--format",
-        "csv",
-    ]);
+        &["--format", "csv"],
+    );
     let total: f64 = csv_rows(&total)[1][0].parse().expect("a number");
     let want = (19.99 * 2.0 + 5.5 + 120.0 + 8.99 * 5.0 + 25.0 * 4.0 + 10.0) / 23.0;
     assert!((total - want).abs() < 1e-9, "{total} != {want}");
@@ -368,19 +344,7 @@ fn a_python_module_builds_and_inspects_like_its_rust_twin() {
     let printed = ok(&["build", "udfs/python/currency.py", "-o", &python]);
     assert_eq!(printed.trim(), python);
     assert_eq!(signatures(&python), signatures(&built("currency")));
-    let call = |module: &str| {
-        ok(&[
-            "call",
-            module,
-            "to_usd",
-            "--input",
-            "udfs/data/orders.csv",
-            "--args",
-            "price_cents",
-            "--format",
-            "csv",
-        ])
-    };
+    let call = |module: &str| call_orders(module, "to_usd", "price_cents", &["--format", "csv"]);
     assert_eq!(call(&python), call(&built("currency")));
 }
 

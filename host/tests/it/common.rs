@@ -13,7 +13,8 @@ pub fn udfs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../udfs")
 }
 
-fn guest_target_dir() -> PathBuf {
+/// Where the guest components are built (`WEIR_GUEST_TARGET_DIR`, else `udfs/target`).
+pub fn guest_target_dir() -> PathBuf {
     std::env::var_os("WEIR_GUEST_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| udfs_dir().join("target"))

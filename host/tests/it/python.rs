@@ -9,7 +9,9 @@ use arrow::datatypes::Int64Type;
 use weir_host::udf::{TrapCause, UdfError};
 use weir_host::wasm::{LoadOptions, ModuleInstance, WasmModule};
 
-use crate::common::{Lcg, build_python, load, load_python, python_runtime, udfs_dir};
+use crate::common::{
+    Lcg, build_python, guest_target_dir, load, load_python, python_runtime, udfs_dir,
+};
 
 const SIZES: [usize; 4] = [0, 1, 37, 100_000];
 
@@ -397,16 +399,12 @@ fn the_standard_library_example_works() {
     assert!(err.to_string().contains("JSONDecodeError"), "{err}");
 }
 
+/// Builds `udfs/python/hostile/<file>` into the guest target dir; the error is the build's message.
 fn hostile_python(file: &str) -> Result<std::path::PathBuf, String> {
     let module = udfs_dir().join("python/hostile").join(file);
-    let out = tempfile::tempdir().expect("tempdir");
-    let output = out.path().join("out.wasm");
-    build_python(&module, &output).map(|p| {
-        let stem = file.trim_end_matches(".py");
-        let kept = std::env::temp_dir().join(format!("weir-test-{stem}.wasm"));
-        std::fs::copy(&p, &kept).expect("keep the component");
-        kept
-    })
+    let dir = guest_target_dir().join("python/hostile");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    build_python(&module, &dir.join(file.replace(".py", ".wasm")))
 }
 
 #[test]
