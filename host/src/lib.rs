@@ -4,5 +4,6 @@
 //! with no Wasm in sight; [`wasm`] runs functions as sandboxed WebAssembly components, one call
 //! per Arrow batch. The SQL front end, planner and dataflow runtime build on these.
 
+pub mod connector;
 pub mod udf;
 pub mod wasm;

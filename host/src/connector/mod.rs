@@ -1,0 +1,209 @@
+//! Connectors: where a job's rows come from (sources) and where they go (sinks).
+//!
+//! A table's `WITH (...)` options pick a connector and configure it, with Flink's option names.
+//! Every connector checks its options when the table is used in a job (an unknown or missing
+//! option is the user's error, named), then opens one reader or writer per subtask. Readers and
+//! writers are blocking and batch-at-a-time: the runtime calls them on blocking threads.
+//!
+//! **Boundary:** connectors know Arrow and the filesystem; they never see SQL, plans or Wasm.
+
+pub mod blackhole;
+pub mod filesystem;
+pub mod nexmark;
+pub mod print;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+/// A table's `WITH (...)` options, keys as written (Flink's keys are lowercase).
+pub type Options = BTreeMap<String, String>;
+
+/// What a connector is told about the table it serves.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// The table's name in the catalog, for messages.
+    pub name: String,
+    /// Every declared column, in declared order.
+    pub schema: SchemaRef,
+    pub options: Options,
+}
+
+/// Which part of a source one subtask reads: subtask `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subtask {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// How a source is opened for one subtask.
+#[derive(Debug, Clone)]
+pub struct SourceRequest {
+    pub subtask: Subtask,
+    /// Indexes into `TableDef::schema` of the columns the job reads, in that order; the reader's
+    /// batches hold exactly these columns. `None`: every column.
+    pub projection: Option<Vec<usize>>,
+    /// Rows per batch (at most).
+    pub batch_size: usize,
+}
+
+/// One subtask's reader. `Ok(None)` is the end of (bounded) input.
+pub trait SourceReader: Send {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError>;
+    /// Rows skipped so far because they could not be parsed (`'<format>.ignore-parse-errors'`).
+    fn skipped_rows(&self) -> u64 {
+        0
+    }
+}
+
+/// One subtask's writer. Nothing written is visible under its final name before `finish`.
+pub trait SinkWriter: Send {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
+    fn finish(&mut self) -> Result<(), ConnectorError>;
+}
+
+/// Connector errors. Option and parse errors are the user's fault; I/O errors are external.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("table '{table}': unknown connector '{connector}' (known: {KNOWN_CONNECTORS})")]
+    UnknownConnector { table: String, connector: String },
+    #[error("table '{table}': {message}")]
+    Option { table: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{}, line {line}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    #[error("table '{table}': {message}")]
+    Other { table: String, message: String },
+}
+
+impl ConnectorError {
+    pub(crate) fn option(table: &TableDef, message: impl Into<String>) -> Self {
+        ConnectorError::Option {
+            table: table.name.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+pub const KNOWN_CONNECTORS: &str = "filesystem, print, blackhole, nexmark";
+
+/// The connector named by a table's `'connector'` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    Filesystem,
+    Print,
+    Blackhole,
+    Nexmark,
+}
+
+impl ConnectorKind {
+    pub fn of(table: &TableDef) -> Result<Self, ConnectorError> {
+        let name = table
+            .options
+            .get("connector")
+            .ok_or_else(|| ConnectorError::option(table, "missing option 'connector'"))?;
+        match name.as_str() {
+            "filesystem" => Ok(Self::Filesystem),
+            "print" => Ok(Self::Print),
+            "blackhole" => Ok(Self::Blackhole),
+            "nexmark" => Ok(Self::Nexmark),
+            other => Err(ConnectorError::UnknownConnector {
+                table: table.name.clone(),
+                connector: other.to_string(),
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Filesystem => "filesystem",
+            Self::Print => "print",
+            Self::Blackhole => "blackhole",
+            Self::Nexmark => "nexmark",
+        }
+    }
+
+    pub fn can_read(self) -> bool {
+        matches!(self, Self::Filesystem | Self::Nexmark)
+    }
+
+    pub fn can_write(self) -> bool {
+        matches!(self, Self::Filesystem | Self::Print | Self::Blackhole)
+    }
+}
+
+/// Checks a table's options for use as a source (`as_source`) or a sink, without opening files.
+pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, ConnectorError> {
+    let kind = ConnectorKind::of(table)?;
+    let usable = if as_source {
+        kind.can_read()
+    } else {
+        kind.can_write()
+    };
+    if !usable {
+        return Err(ConnectorError::option(
+            table,
+            format!(
+                "the '{}' connector cannot be {}",
+                kind.name(),
+                if as_source { "read from" } else { "written to" }
+            ),
+        ));
+    }
+    match kind {
+        ConnectorKind::Filesystem => filesystem::validate(table)?,
+        ConnectorKind::Nexmark => nexmark::validate(table)?,
+        ConnectorKind::Print => print::validate(table)?,
+        ConnectorKind::Blackhole => blackhole::validate(table)?,
+    }
+    Ok(kind)
+}
+
+/// Opens one subtask's reader.
+pub fn open_source(
+    table: &TableDef,
+    request: &SourceRequest,
+) -> Result<Box<dyn SourceReader>, ConnectorError> {
+    match validate(table, true)? {
+        ConnectorKind::Filesystem => filesystem::open_source(table, request),
+        ConnectorKind::Nexmark => nexmark::open_source(table, request),
+        ConnectorKind::Print | ConnectorKind::Blackhole => unreachable!("checked by validate"),
+    }
+}
+
+/// Opens one subtask's writer.
+pub fn open_sink(
+    table: &TableDef,
+    subtask: Subtask,
+) -> Result<Box<dyn SinkWriter>, ConnectorError> {
+    match validate(table, false)? {
+        ConnectorKind::Filesystem => filesystem::open_sink(table, subtask),
+        ConnectorKind::Print => print::open_sink(table, subtask),
+        ConnectorKind::Blackhole => blackhole::open_sink(table, subtask),
+        ConnectorKind::Nexmark => unreachable!("checked by validate"),
+    }
+}
+
+/// Rejects any option not in `known` (besides `connector`), naming the known ones.
+pub(crate) fn check_known_options(table: &TableDef, known: &[&str]) -> Result<(), ConnectorError> {
+    for key in table.options.keys() {
+        if key != "connector" && !known.contains(&key.as_str()) {
+            let kind = table.options.get("connector").map_or("", String::as_str);
+            return Err(ConnectorError::option(
+                table,
+                format!(
+                    "unknown option '{key}' for connector '{kind}' (known: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
