@@ -1,4 +1,4 @@
-//! The `weir` command: build, inspect and call Wasm user functions.
+//! The `weir` command: build, inspect and call Wasm user functions, and run SQL scripts.
 //!
 //! Results go to stdout, progress and logs to stderr; the exit code is 0 on success, 1 on an
 //! error, 2 on a usage error (clap's), and a closed stdout pipe ends the command quietly.
@@ -32,6 +32,10 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Run one function over a CSV, JSON-lines or Parquet file, batch by batch.
     Call(commands::call::Args),
+    /// Run a SQL script in this process: tables, Wasm functions, queries.
+    Run(commands::run::Args),
+    /// Benchmarks: Nexmark queries over generated events, events per second.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,8 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(args, cache_dir),
         Command::Inspect(args) => commands::inspect::run(args, cache_dir),
         Command::Call(args) => commands::call::run(args, cache_dir),
+        Command::Run(args) => commands::run::run(args, cache_dir),
+        Command::Bench(args) => commands::bench::run(args, cache_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,5 +5,10 @@
 //! per Arrow batch. The SQL front end, planner and dataflow runtime build on these.
 
 pub mod connector;
+pub mod functions;
+pub mod job;
+pub mod plan;
+pub mod runtime;
+pub mod sql;
 pub mod udf;
 pub mod wasm;

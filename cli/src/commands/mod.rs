@@ -1,8 +1,10 @@
 //! One module per verb, each with its `Args` and a `run` function.
 
+pub mod bench;
 pub mod build;
 pub mod call;
 pub mod inspect;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

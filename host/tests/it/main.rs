@@ -3,6 +3,7 @@
 
 mod common;
 mod examples;
+mod golden;
 mod hostile;
 mod loading;
 mod python;

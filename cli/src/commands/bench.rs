@@ -1,0 +1,195 @@
+//! `weir bench nexmark`: Nexmark queries over the built-in generator into a blackhole sink,
+//! printing events per second for each.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use weir_host::job::{NoProgress, Outcome, Session};
+use weir_host::wasm::WasmRuntime;
+
+/// Arguments of `weir bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub suite: Suite,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Suite {
+    /// Nexmark queries over generated events.
+    Nexmark(NexmarkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NexmarkArgs {
+    /// Queries to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "q0,q1,q2,q14,q17,q22")]
+    pub queries: Vec<String>,
+    /// Events to generate per query (all kinds; 46 in 50 are bids).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Subtasks per operator.
+    #[arg(long, short, default_value_t = 2)]
+    pub parallelism: usize,
+    /// The component with `count_char` (q14).
+    #[arg(long, default_value = "examples/modules/currency.wasm")]
+    pub module: PathBuf,
+    /// Also read the same bids from a JSON-lines file written first (q0 only).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
+                           url STRING, dateTime TIMESTAMP(3), extra STRING";
+
+/// The Nexmark query `name`, in Flink SQL as Weir runs it, reading `bid` and writing `sink`.
+pub fn query(name: &str) -> Option<(&'static str, &'static str)> {
+    // (sink columns, INSERT statement)
+    Some(match name {
+        "q0" => (
+            "auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), extra STRING",
+            "INSERT INTO sink SELECT auction, bidder, price, dateTime, extra FROM bid",
+        ),
+        "q1" => (
+            "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), dateTime TIMESTAMP(3), extra STRING",
+            "INSERT INTO sink SELECT auction, bidder, 0.908 * price AS price, dateTime, extra FROM bid",
+        ),
+        "q2" => (
+            "auction BIGINT, price BIGINT",
+            "INSERT INTO sink SELECT auction, price FROM bid WHERE MOD(auction, 123) = 0",
+        ),
+        "q14" => (
+            "auction BIGINT, bidder BIGINT, price DECIMAL(23, 3), bidTimeType STRING, \
+             dateTime TIMESTAMP(3), extra STRING, c_counts BIGINT",
+            "INSERT INTO sink \
+             SELECT auction, bidder, 0.908 * price AS price, \
+               CASE WHEN EXTRACT(HOUR FROM dateTime) >= 8 AND EXTRACT(HOUR FROM dateTime) <= 18 THEN 'dayTime' \
+                    WHEN EXTRACT(HOUR FROM dateTime) <= 6 OR EXTRACT(HOUR FROM dateTime) >= 20 THEN 'nightTime' \
+                    ELSE 'otherTime' END AS bidTimeType, \
+               dateTime, extra, count_char(extra, 'c') AS c_counts \
+             FROM bid WHERE 0.908 * price > 1000000 AND 0.908 * price < 50000000",
+        ),
+        "q17" => (
+            "auction BIGINT, `day` DATE, total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, \
+             rank3_bids BIGINT, min_price BIGINT, max_price BIGINT, avg_price DOUBLE, sum_price BIGINT",
+            "INSERT INTO sink \
+             SELECT auction, CAST(dateTime AS DATE) AS `day`, COUNT(*) AS total_bids, \
+               COUNT(*) FILTER (WHERE price < 10000) AS rank1_bids, \
+               COUNT(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids, \
+               COUNT(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
+               MIN(price), MAX(price), AVG(price), SUM(price) \
+             FROM bid GROUP BY auction, CAST(dateTime AS DATE)",
+        ),
+        "q22" => (
+            "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, dir1 STRING, dir2 STRING, dir3 STRING",
+            "INSERT INTO sink \
+             SELECT auction, bidder, price, channel, \
+               SPLIT_PART(url, '/', 4) AS dir1, SPLIT_PART(url, '/', 5) AS dir2, \
+               SPLIT_PART(url, '/', 6) AS dir3 \
+             FROM bid",
+        ),
+        _ => return None,
+    })
+}
+
+/// Runs the suite and prints one line per query.
+pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let Suite::Nexmark(args) = args.suite;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let runtime = WasmRuntime::shared(cache_dir)?;
+    let module = std::fs::canonicalize(&args.module).with_context(|| {
+        format!(
+            "{} (build it with `weir build udfs/rust/currency -o {}`)",
+            args.module.display(),
+            args.module.display()
+        )
+    })?;
+    println!(
+        "nexmark: {} events per query, parallelism {}",
+        args.events, args.parallelism
+    );
+    let mut queries: Vec<(String, String)> = args
+        .queries
+        .iter()
+        .map(|q| {
+            (
+                q.clone(),
+                format!(
+                    "'connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{}'",
+                    args.events
+                ),
+            )
+        })
+        .collect();
+    let json_dir = tempfile_dir()?;
+    if args.json {
+        // Write the bids once, then read them back for q0.
+        let script = format!(
+            "CREATE TABLE bid ({BID_COLUMNS}) WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{}');\n\
+             CREATE TABLE bids_json ({BID_COLUMNS}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+             INSERT INTO bids_json SELECT * FROM bid;",
+            args.events,
+            json_dir.display()
+        );
+        run_script(&tokio, &runtime, &script, args.parallelism)?;
+        queries.push((
+            "q0-json".into(),
+            format!(
+                "'connector' = 'filesystem', 'path' = '{}', 'format' = 'json'",
+                json_dir.display()
+            ),
+        ));
+    }
+    for (name, source) in &queries {
+        let base = name.trim_end_matches("-json");
+        let Some((sink_columns, insert)) = query(base) else {
+            bail!("unknown query '{name}' (known: q0, q1, q2, q14, q17, q22)");
+        };
+        let script = format!(
+            "CREATE TABLE bid ({BID_COLUMNS}) WITH ({source});\n\
+             CREATE TABLE sink ({sink_columns}) WITH ('connector' = 'blackhole');\n\
+             CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{}';\n\
+             {insert};",
+            module.display()
+        );
+        let started = Instant::now();
+        let rows = run_script(&tokio, &runtime, &script, args.parallelism)?;
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{name:<8} {:>12.0} events/s  ({} events in {seconds:.2} s, {rows} rows out)",
+            args.events as f64 / seconds,
+            args.events
+        );
+    }
+    let _ = std::fs::remove_dir_all(&json_dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    Ok(dir)
+}
+
+fn run_script(
+    tokio: &tokio::runtime::Runtime,
+    runtime: &WasmRuntime,
+    script: &str,
+    parallelism: usize,
+) -> anyhow::Result<u64> {
+    let mut session = Session::new(runtime.clone(), ".");
+    session.set("parallelism.default", &parallelism.to_string())?;
+    let statements = weir_host::sql::parse_script(script)?;
+    let mut rows = 0;
+    for statement in &statements {
+        if let Outcome::Inserted { stats, graph, .. } =
+            tokio.block_on(session.execute(statement, script, &mut NoProgress))?
+        {
+            rows = stats.rows_in_out(&graph).1;
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,362 @@
+//! Running a script: the session that holds the catalog and settings, loads Wasm modules for
+//! `CREATE FUNCTION`, plans each query and runs it on the dataflow runtime.
+//!
+//! **Boundary:** the one place that joins SQL, planning, Wasm loading and the runtime; the CLI
+//! (and later the server) drive it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+use crate::functions::{ModuleHandle, UdfMetrics, WasmFunction};
+use crate::plan::translate::Destination;
+use crate::plan::{DEFAULT_MAX_PARALLELISM, Graph, PlanError, PlanOptions};
+use crate::runtime::{JobStats, RuntimeError};
+use crate::sql::parser::CreateFunction;
+use crate::sql::{Catalog, Located, PlannedQuery, SqlError, Statement};
+use crate::udf::UdfError;
+use crate::wasm::{LoadOptions, WasmRuntime};
+
+/// A script or job that failed, by phase.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("CREATE FUNCTION {function}: {source}")]
+    Module {
+        function: String,
+        #[source]
+        source: UdfError,
+    },
+    #[error("{0}")]
+    Setting(String),
+}
+
+/// `SET` keys Weir knows, with Flink's names.
+pub const KNOWN_SETTINGS: &[&str] = &[
+    "execution.runtime-mode",
+    "parallelism.default",
+    "pipeline.max-parallelism",
+];
+
+/// Batch or streaming (`execution.runtime-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeMode {
+    Batch,
+    Streaming,
+}
+
+/// What a statement produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A DDL statement or `SET`: a line for the user.
+    Done(String),
+    /// `EXPLAIN`, `SHOW ...`: text for the user.
+    Text(String),
+    /// A `SELECT`'s rows.
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        stats: Arc<JobStats>,
+        graph: Arc<Graph>,
+    },
+    /// An `INSERT` ran to completion.
+    Inserted {
+        table: String,
+        stats: Arc<JobStats>,
+        graph: Arc<Graph>,
+    },
+}
+
+/// Called while a job runs (about 10 times a second) and once at its end.
+pub trait Observer {
+    fn progress(&mut self, graph: &Graph, stats: &JobStats);
+}
+
+/// Does nothing: for callers without a display.
+#[derive(Debug)]
+pub struct NoProgress;
+
+impl Observer for NoProgress {
+    fn progress(&mut self, _graph: &Graph, _stats: &JobStats) {}
+}
+
+/// The state of a script being run.
+#[derive(Debug)]
+pub struct Session {
+    runtime: WasmRuntime,
+    /// Relative paths in the script (modules, file tables) are resolved against this directory.
+    base_dir: PathBuf,
+    catalog: Catalog,
+    modules: HashMap<PathBuf, ModuleHandle>,
+    mode: RuntimeMode,
+    parallelism: usize,
+    max_parallelism: usize,
+}
+
+impl Session {
+    pub fn new(runtime: WasmRuntime, base_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime,
+            base_dir: base_dir.into(),
+            catalog: Catalog::default(),
+            modules: HashMap::new(),
+            mode: RuntimeMode::Batch,
+            parallelism: 1,
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn mode(&self) -> RuntimeMode {
+        self.mode
+    }
+
+    /// Applies `SET 'key' = 'value'` (also the CLI's `--set` and `--mode`/`--parallelism`).
+    ///
+    /// # Errors
+    /// An unknown key or a value that does not fit it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), JobError> {
+        match key {
+            "execution.runtime-mode" => {
+                self.mode = match value.to_ascii_lowercase().as_str() {
+                    "batch" => RuntimeMode::Batch,
+                    "streaming" => RuntimeMode::Streaming,
+                    _ => {
+                        return Err(JobError::Setting(format!(
+                            "'execution.runtime-mode' is batch or streaming, not '{value}'"
+                        )));
+                    }
+                };
+            }
+            "parallelism.default" => {
+                self.parallelism = parse_count(key, value, 1..=self.max_parallelism)?;
+            }
+            "pipeline.max-parallelism" => {
+                self.max_parallelism = parse_count(key, value, 1..=32768)?;
+                if self.parallelism > self.max_parallelism {
+                    return Err(JobError::Setting(format!(
+                        "'pipeline.max-parallelism' = {} is below 'parallelism.default' = {}",
+                        self.max_parallelism, self.parallelism
+                    )));
+                }
+            }
+            _ => {
+                return Err(JobError::Setting(format!(
+                    "unknown setting '{key}' (known: {})",
+                    KNOWN_SETTINGS.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Runs one statement of `text` (the whole script, for error positions).
+    ///
+    /// # Errors
+    /// Any failure of the statement, with its phase.
+    pub async fn execute(
+        &mut self,
+        located: &Located,
+        text: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<Outcome, JobError> {
+        match &located.statement {
+            Statement::CreateTable(create) => {
+                let mut create = create.clone();
+                // A relative 'path' is relative to the script, like module paths.
+                for (key, value) in &mut create.options {
+                    if key == "path" {
+                        *value = self.resolve(value).display().to_string();
+                    }
+                }
+                self.catalog.create_table(&create).map_err(|e| match e {
+                    SqlError::Plan {
+                        message,
+                        location: None,
+                    } => SqlError::plan(message, Some(located.location)),
+                    other => other,
+                })?;
+                Ok(Outcome::Done(format!("table '{}' created", create.name)))
+            }
+            Statement::CreateFunction(create) => {
+                self.create_function(create).map_err(|e| match e {
+                    JobError::Sql(SqlError::Plan {
+                        message,
+                        location: None,
+                    }) => JobError::Sql(SqlError::plan(message, Some(located.location))),
+                    other => other,
+                })?;
+                Ok(Outcome::Done(format!("function '{}' created", create.name)))
+            }
+            Statement::Set { key, value } => {
+                self.set(key, value)?;
+                Ok(Outcome::Done(format!("'{key}' = '{value}'")))
+            }
+            Statement::ShowTables => Ok(Outcome::Text(
+                self.catalog
+                    .tables()
+                    .map(|t| format!("{}\n", t.def.name))
+                    .collect(),
+            )),
+            Statement::ShowFunctions => Ok(Outcome::Text(
+                self.catalog
+                    .functions()
+                    .map(|f| {
+                        format!(
+                            "{}  ({} from {})\n",
+                            f.signature(),
+                            f.spec.kind.name(),
+                            f.path
+                        )
+                    })
+                    .collect(),
+            )),
+            Statement::Query { statement, explain } => {
+                let planned =
+                    crate::sql::plan_query(&self.catalog, statement, text, located.location)?;
+                let options = PlanOptions {
+                    parallelism: self.parallelism,
+                    max_parallelism: self.max_parallelism,
+                    streaming: self.mode == RuntimeMode::Streaming,
+                };
+                let (plan, destination, table) = match planned {
+                    PlannedQuery::Select(plan) => (plan, Destination::Collect, None),
+                    PlannedQuery::Insert { table, input } => {
+                        let Some(entry) = self.catalog.table(&table) else {
+                            return Err(SqlError::plan(
+                                format!("table '{table}' not found"),
+                                Some(located.location),
+                            )
+                            .into());
+                        };
+                        (input, Destination::Table(entry.def.clone()), Some(table))
+                    }
+                };
+                let graph = Arc::new(crate::plan::translate(
+                    &plan,
+                    &self.catalog,
+                    destination,
+                    options,
+                )?);
+                if *explain {
+                    return Ok(Outcome::Text(graph.explain()));
+                }
+                let job = crate::runtime::start(graph.clone())?;
+                let stats = job.stats.clone();
+                let mut finish = Box::pin(job.finish());
+                let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
+                let batches = loop {
+                    tokio::select! {
+                        result = &mut finish => break result?,
+                        _ = ticker.tick() => observer.progress(&graph, &stats),
+                    }
+                };
+                observer.progress(&graph, &stats);
+                Ok(match table {
+                    Some(table) => Outcome::Inserted {
+                        table,
+                        stats,
+                        graph,
+                    },
+                    None => Outcome::Rows {
+                        schema: graph.nodes[graph.nodes.len() - 1].schema.clone(),
+                        batches,
+                        stats,
+                        graph,
+                    },
+                })
+            }
+        }
+    }
+
+    fn create_function(&mut self, create: &CreateFunction) -> Result<(), JobError> {
+        if create.if_not_exists && self.catalog.function(&create.name).is_some() {
+            return Ok(());
+        }
+        let path = self.resolve(&create.path);
+        let handle = match self.modules.get(&path) {
+            Some(handle) => handle.clone(),
+            None => {
+                let module = self
+                    .runtime
+                    .load_file(&path, LoadOptions::default())
+                    .map_err(|source| JobError::Module {
+                        function: create.name.clone(),
+                        source,
+                    })?;
+                let handle = ModuleHandle::new(module);
+                self.modules.insert(path.clone(), handle.clone());
+                handle
+            }
+        };
+        let spec = match handle.module.function(&create.export) {
+            Ok((_, spec)) => spec.clone(),
+            Err(_) => {
+                let exports: Vec<&str> = handle
+                    .module
+                    .functions()
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect();
+                return Err(SqlError::plan(
+                    format!(
+                        "module {} has no function '{}' (it exports: {})",
+                        path.display(),
+                        create.export,
+                        exports.join(", ")
+                    ),
+                    None,
+                )
+                .into());
+            }
+        };
+        let function = Arc::new(WasmFunction {
+            sql_name: create.name.clone(),
+            spec,
+            module: handle,
+            path: create.path.clone(),
+            metrics: UdfMetrics::default(),
+        });
+        self.catalog.add_function(function, create.if_not_exists)?;
+        Ok(())
+    }
+}
+
+fn parse_count(
+    key: &str,
+    value: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, JobError> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            JobError::Setting(format!(
+                "'{key}' must be a whole number from {} to {}, not '{value}'",
+                range.start(),
+                range.end()
+            ))
+        })
+}

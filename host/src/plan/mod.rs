@@ -1,0 +1,264 @@
+//! The dataflow graph: operators with a parallelism, joined by edges that say how rows are
+//! partitioned. Plain data, built from a DataFusion logical plan by `translate`, printed by
+//! `EXPLAIN` and run by `runtime`.
+//!
+//! **Boundary:** pure: no I/O, no Wasm calls. Expressions stay DataFusion logical expressions
+//! over the input's schema; the runtime makes them physical.
+
+pub mod translate;
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::{Expr, SortExpr};
+
+use crate::connector::TableDef;
+use crate::sql::lateral::FunctionRef;
+
+pub use translate::{PlanError, translate};
+
+/// Key groups: the unit in which keyed state is partitioned among subtasks (and, later,
+/// rescaled). Flink's default maximum parallelism is 128.
+pub const DEFAULT_MAX_PARALLELISM: usize = 128;
+
+/// How a job is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    pub streaming: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 1,
+            max_parallelism: DEFAULT_MAX_PARALLELISM,
+            streaming: false,
+        }
+    }
+}
+
+/// A job's dataflow graph. Node ids are indexes into `nodes`, in topological order.
+#[derive(Debug, Clone)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    pub max_parallelism: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: usize,
+    pub operator: OperatorSpec,
+    pub parallelism: usize,
+    /// The schema of the batches this node emits.
+    pub schema: SchemaRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    pub partitioning: Partitioning,
+}
+
+/// How an edge spreads rows over the downstream subtasks.
+#[derive(Debug, Clone)]
+pub enum Partitioning {
+    /// Subtask i to subtask i (same parallelism).
+    Forward,
+    /// By the hash of key expressions (over the upstream's output), into key groups owned in
+    /// contiguous ranges by the downstream subtasks.
+    Hash(Vec<Expr>),
+    /// Whole batches, round-robin.
+    Rebalance,
+    /// Every batch to every downstream subtask.
+    Broadcast,
+}
+
+/// What a node does. Expressions are over the input's schema (`input_schema`).
+#[derive(Debug, Clone)]
+pub enum OperatorSpec {
+    Source {
+        table: TableDef,
+        /// Columns read, as indexes into the table's schema.
+        projection: Option<Vec<usize>>,
+    },
+    /// Literal rows (`VALUES`, or `SELECT` without `FROM`).
+    Values {
+        rows: Vec<Vec<Expr>>,
+    },
+    Filter {
+        predicate: Expr,
+        input_schema: DFSchemaRef,
+    },
+    Project {
+        exprs: Vec<Expr>,
+        input_schema: DFSchemaRef,
+    },
+    Lateral {
+        function: FunctionRef,
+        args: Vec<Expr>,
+        outer: bool,
+        input_schema: DFSchemaRef,
+    },
+    Aggregate {
+        group_exprs: Vec<Expr>,
+        aggr_exprs: Vec<Expr>,
+        input_schema: DFSchemaRef,
+        output_schema: DFSchemaRef,
+    },
+    /// Batch only: everything, sorted, at end of input.
+    Sort {
+        exprs: Vec<SortExpr>,
+        fetch: Option<usize>,
+        input_schema: DFSchemaRef,
+    },
+    Limit {
+        skip: usize,
+        fetch: Option<usize>,
+    },
+    Sink {
+        table: TableDef,
+    },
+    /// A bare `SELECT`: rows handed back to the caller.
+    Collect,
+}
+
+impl OperatorSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Source { .. } => "Source",
+            OperatorSpec::Values { .. } => "Values",
+            OperatorSpec::Filter { .. } => "Filter",
+            OperatorSpec::Project { .. } => "Project",
+            OperatorSpec::Lateral { .. } => "LateralTable",
+            OperatorSpec::Aggregate { .. } => "Aggregate",
+            OperatorSpec::Sort { .. } => "Sort",
+            OperatorSpec::Limit { .. } => "Limit",
+            OperatorSpec::Sink { .. } => "Sink",
+            OperatorSpec::Collect => "Collect",
+        }
+    }
+
+    /// One line saying what the node does.
+    pub fn describe(&self) -> String {
+        let list = |exprs: &[Expr]| {
+            exprs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            OperatorSpec::Source { table, .. } => format!(
+                "{} [{}]",
+                table.name,
+                table.options.get("connector").map_or("?", String::as_str)
+            ),
+            OperatorSpec::Values { rows } => format!("{} row(s)", rows.len()),
+            OperatorSpec::Filter { predicate, .. } => predicate.to_string(),
+            OperatorSpec::Project { exprs, .. } => list(exprs),
+            OperatorSpec::Lateral {
+                function,
+                args,
+                outer,
+                ..
+            } => format!(
+                "{}{}({})",
+                if *outer { "left join " } else { "" },
+                function.0.sql_name,
+                list(args)
+            ),
+            OperatorSpec::Aggregate {
+                group_exprs,
+                aggr_exprs,
+                ..
+            } => format!(
+                "group by [{}] compute [{}]",
+                list(group_exprs),
+                list(aggr_exprs)
+            ),
+            OperatorSpec::Sort { exprs, fetch, .. } => format!(
+                "{}{}",
+                exprs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fetch.map(|f| format!(" fetch {f}")).unwrap_or_default()
+            ),
+            OperatorSpec::Limit { skip, fetch } => format!(
+                "skip {skip}{}",
+                fetch.map(|f| format!(" fetch {f}")).unwrap_or_default()
+            ),
+            OperatorSpec::Sink { table } => format!(
+                "{} [{}]",
+                table.name,
+                table.options.get("connector").map_or("?", String::as_str)
+            ),
+            OperatorSpec::Collect => "rows to the client".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Partitioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Partitioning::Forward => f.write_str("forward"),
+            Partitioning::Rebalance => f.write_str("rebalance"),
+            Partitioning::Broadcast => f.write_str("broadcast"),
+            Partitioning::Hash(keys) => {
+                let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+                write!(f, "hash({})", keys.join(", "))
+            }
+        }
+    }
+}
+
+impl Graph {
+    pub fn inputs_of(&self, node: usize) -> impl Iterator<Item = &Edge> {
+        self.edges.iter().filter(move |e| e.to == node)
+    }
+
+    pub fn outputs_of(&self, node: usize) -> impl Iterator<Item = &Edge> {
+        self.edges.iter().filter(move |e| e.from == node)
+    }
+
+    /// The text `EXPLAIN` prints: one line per operator, then one per edge.
+    pub fn explain(&self) -> String {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "dataflow: {} operators, max parallelism {}",
+            self.nodes.len(),
+            self.max_parallelism
+        );
+        for node in &self.nodes {
+            let _ = writeln!(
+                text,
+                "  [{}] {} (parallelism {}): {}",
+                node.id,
+                node.operator.name(),
+                node.parallelism,
+                node.operator.describe()
+            );
+        }
+        for edge in &self.edges {
+            let _ = writeln!(
+                text,
+                "  [{}] -> [{}] {}",
+                edge.from, edge.to, edge.partitioning
+            );
+        }
+        text
+    }
+}
+
+/// Shorthand used by the translator and tests.
+pub(crate) fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {
+    Arc::new(schema.as_arrow().clone())
+}

@@ -1,0 +1,290 @@
+//! DataFusion logical plan → Weir dataflow graph.
+
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::logical_plan::{FetchType, SkipType};
+use datafusion_expr::{Expr, LogicalPlan};
+
+use super::{Edge, Graph, Node, OperatorSpec, Partitioning, PlanOptions, arrow_schema};
+use crate::connector::{self, ConnectorError, TableDef};
+use crate::sql::Catalog;
+use crate::sql::lateral::LateralTable;
+
+/// Why a query cannot become a dataflow graph. Always the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+}
+
+/// Where the query's rows go.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    Table(TableDef),
+    Collect,
+}
+
+/// Builds the graph of `plan` writing to `destination`.
+///
+/// # Errors
+/// Constructs Weir does not run (yet), and tables whose connector cannot be read or written.
+pub fn translate(
+    plan: &LogicalPlan,
+    catalog: &Catalog,
+    destination: Destination,
+    options: PlanOptions,
+) -> Result<Graph, PlanError> {
+    let mut builder = Builder {
+        catalog,
+        options,
+        graph: Graph {
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            max_parallelism: options.max_parallelism,
+        },
+    };
+    let root = builder.add(plan)?;
+    let root_parallelism = builder.graph.nodes[root].parallelism;
+    let schema = builder.graph.nodes[root].schema.clone();
+    match destination {
+        Destination::Table(table) => {
+            connector::validate(&table, false)?;
+            let sink = builder.node(OperatorSpec::Sink { table }, root_parallelism, schema);
+            builder.connect(root, sink);
+        }
+        Destination::Collect => {
+            let collect = builder.node(OperatorSpec::Collect, 1, schema);
+            builder.connect(root, collect);
+        }
+    }
+    Ok(builder.graph)
+}
+
+struct Builder<'a> {
+    catalog: &'a Catalog,
+    options: PlanOptions,
+    graph: Graph,
+}
+
+impl Builder<'_> {
+    fn node(
+        &mut self,
+        operator: OperatorSpec,
+        parallelism: usize,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> usize {
+        let id = self.graph.nodes.len();
+        self.graph.nodes.push(Node {
+            id,
+            operator,
+            parallelism,
+            schema,
+        });
+        id
+    }
+
+    fn edge(&mut self, from: usize, to: usize, partitioning: Partitioning) {
+        self.graph.edges.push(Edge {
+            from,
+            to,
+            partitioning,
+        });
+    }
+
+    /// Forward when parallelism matches, else rebalance.
+    fn connect(&mut self, from: usize, to: usize) {
+        let partitioning = if self.graph.nodes[from].parallelism == self.graph.nodes[to].parallelism
+        {
+            Partitioning::Forward
+        } else {
+            Partitioning::Rebalance
+        };
+        self.edge(from, to, partitioning);
+    }
+
+    /// A one-input node after `input`, at the input's parallelism, joined forward.
+    fn then(&mut self, input: usize, operator: OperatorSpec, schema: &DFSchemaRef) -> usize {
+        let parallelism = self.graph.nodes[input].parallelism;
+        let id = self.node(operator, parallelism, arrow_schema(schema));
+        self.connect(input, id);
+        id
+    }
+
+    fn add(&mut self, plan: &LogicalPlan) -> Result<usize, PlanError> {
+        let parallelism = self.options.parallelism.max(1);
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                let name = scan.table_name.table();
+                let Some(entry) = self.catalog.table(name) else {
+                    return Err(PlanError::Unsupported(format!("table '{name}' not found")));
+                };
+                connector::validate(&entry.def, true)?;
+                let mut id = self.node(
+                    OperatorSpec::Source {
+                        table: entry.def.clone(),
+                        projection: scan.projection.clone(),
+                    },
+                    parallelism,
+                    arrow_schema(&scan.projected_schema),
+                );
+                if let Some(predicate) = scan.filters.iter().cloned().reduce(Expr::and) {
+                    id = self.then(
+                        id,
+                        OperatorSpec::Filter {
+                            predicate,
+                            input_schema: scan.projected_schema.clone(),
+                        },
+                        &scan.projected_schema,
+                    );
+                }
+                if let Some(fetch) = scan.fetch {
+                    id = self.limit(id, 0, Some(fetch), &scan.projected_schema);
+                }
+                Ok(id)
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.add(&projection.input)?;
+                Ok(self.then(
+                    input,
+                    OperatorSpec::Project {
+                        exprs: projection.expr.clone(),
+                        input_schema: projection.input.schema().clone(),
+                    },
+                    &projection.schema,
+                ))
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.add(&filter.input)?;
+                Ok(self.then(
+                    input,
+                    OperatorSpec::Filter {
+                        predicate: filter.predicate.clone(),
+                        input_schema: filter.input.schema().clone(),
+                    },
+                    filter.input.schema(),
+                ))
+            }
+            // Renames columns' qualifiers only: the batches are the same.
+            LogicalPlan::SubqueryAlias(alias) => self.add(&alias.input),
+            LogicalPlan::Aggregate(aggregate) => {
+                if aggregate
+                    .group_expr
+                    .iter()
+                    .any(|e| matches!(e, Expr::GroupingSet(_)))
+                {
+                    return Err(PlanError::Unsupported(
+                        "GROUPING SETS, ROLLUP and CUBE are not supported yet".into(),
+                    ));
+                }
+                let input = self.add(&aggregate.input)?;
+                let keyed = !aggregate.group_expr.is_empty();
+                let id = self.node(
+                    OperatorSpec::Aggregate {
+                        group_exprs: aggregate.group_expr.clone(),
+                        aggr_exprs: aggregate.aggr_expr.clone(),
+                        input_schema: aggregate.input.schema().clone(),
+                        output_schema: aggregate.schema.clone(),
+                    },
+                    if keyed { parallelism } else { 1 },
+                    arrow_schema(&aggregate.schema),
+                );
+                if keyed {
+                    self.edge(input, id, Partitioning::Hash(aggregate.group_expr.clone()));
+                } else {
+                    self.connect(input, id);
+                }
+                Ok(id)
+            }
+            LogicalPlan::Extension(extension) => {
+                let Some(lateral) = extension.node.as_any().downcast_ref::<LateralTable>() else {
+                    return Err(PlanError::Unsupported(format!(
+                        "unsupported plan node {}",
+                        extension.node.name()
+                    )));
+                };
+                let input = self.add(&lateral.input)?;
+                Ok(self.then(
+                    input,
+                    OperatorSpec::Lateral {
+                        function: lateral.function.clone(),
+                        args: lateral.args.clone(),
+                        outer: lateral.outer,
+                        input_schema: lateral.input.schema().clone(),
+                    },
+                    &lateral.schema,
+                ))
+            }
+            LogicalPlan::Sort(sort) => {
+                if self.options.streaming {
+                    return Err(PlanError::Unsupported(
+                        "ORDER BY runs in batch mode only: a stream never ends, so it is never \
+                         sorted (use a window with Top-N in streaming mode)"
+                            .into(),
+                    ));
+                }
+                let input = self.add(&sort.input)?;
+                let id = self.node(
+                    OperatorSpec::Sort {
+                        exprs: sort.expr.clone(),
+                        fetch: sort.fetch,
+                        input_schema: sort.input.schema().clone(),
+                    },
+                    1,
+                    arrow_schema(sort.input.schema()),
+                );
+                self.connect(input, id);
+                Ok(id)
+            }
+            LogicalPlan::Limit(limit) => {
+                let skip = match limit.get_skip_type() {
+                    Ok(SkipType::Literal(skip)) => skip,
+                    _ => return Err(PlanError::Unsupported("OFFSET must be a number".into())),
+                };
+                let fetch = match limit.get_fetch_type() {
+                    Ok(FetchType::Literal(fetch)) => fetch,
+                    _ => return Err(PlanError::Unsupported("LIMIT must be a number".into())),
+                };
+                let input = self.add(&limit.input)?;
+                Ok(self.limit(input, skip, fetch, limit.input.schema()))
+            }
+            LogicalPlan::Values(values) => Ok(self.node(
+                OperatorSpec::Values {
+                    rows: values.values.clone(),
+                },
+                1,
+                arrow_schema(&values.schema),
+            )),
+            LogicalPlan::EmptyRelation(empty) => Ok(self.node(
+                OperatorSpec::Values {
+                    rows: if empty.produce_one_row {
+                        vec![Vec::new()]
+                    } else {
+                        Vec::new()
+                    },
+                },
+                1,
+                arrow_schema(&empty.schema),
+            )),
+            LogicalPlan::Join(_) => Err(PlanError::Unsupported(
+                "joins between tables are not supported yet (lateral table functions are)".into(),
+            )),
+            other => Err(PlanError::Unsupported(format!(
+                "unsupported query construct: {}",
+                other.display()
+            ))),
+        }
+    }
+
+    fn limit(
+        &mut self,
+        input: usize,
+        skip: usize,
+        fetch: Option<usize>,
+        schema: &DFSchemaRef,
+    ) -> usize {
+        let id = self.node(OperatorSpec::Limit { skip, fetch }, 1, arrow_schema(schema));
+        self.connect(input, id);
+        id
+    }
+}

@@ -1,0 +1,481 @@
+//! The dataflow runtime: one tokio task per operator subtask, bounded channels between them.
+//!
+//! Every subtask owns one input channel (all its upstream subtasks hold a sender) and a
+//! [`router::Router`] over its output edges. CPU work (reading and decoding input, evaluating
+//! expressions, calling Wasm, hashing keys) runs per batch on tokio's blocking threads, so it
+//! never holds up the I/O of another task; the async tasks only move batches. Back-pressure is the
+//! channels' bound. The first failure stops the job and is the error reported.
+//!
+//! **Boundary:** runs a `plan::Graph`; reaches connectors through `connector`, UDFs through
+//! `functions`, state through `state`. No SQL.
+
+pub mod aggregate;
+pub mod operators;
+pub mod router;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::connector::{self, ConnectorError, SourceRequest, Subtask};
+use crate::plan::{Graph, OperatorSpec};
+use operators::Operator;
+use router::Router;
+
+/// Rows per batch that sources produce.
+pub const BATCH_SIZE: usize = 8192;
+/// Batches in flight per channel before the sender waits.
+const CHANNEL_CAPACITY: usize = 4;
+
+/// What flows on an edge.
+#[derive(Debug, Clone)]
+pub enum Message {
+    Batch(RecordBatch),
+    /// Event time (ms since the epoch) below which no more rows will come from this sender.
+    Watermark(i64),
+    /// Checkpoint barrier `n`.
+    Barrier(u64),
+    EndOfInput,
+}
+
+/// A message and which upstream subtask sent it (for alignment and end-of-input counting).
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub sender: usize,
+    pub message: Message,
+}
+
+/// A job that failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{operator}: {source}")]
+    Connector {
+        operator: String,
+        #[source]
+        source: ConnectorError,
+    },
+    #[error("{operator}: {message}")]
+    Operator { operator: String, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Per-operator counters, shared by its subtasks and readable while the job runs.
+#[derive(Debug, Default)]
+pub struct OperatorStats {
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    /// Time spent in the operator's own work (not waiting), over all subtasks.
+    pub busy_nanos: AtomicU64,
+    /// Rows a source skipped as unparsable.
+    pub skipped_rows: AtomicU64,
+}
+
+/// Counters of a running or finished job, one entry per graph node.
+#[derive(Debug)]
+pub struct JobStats {
+    pub operators: Vec<(String, Arc<OperatorStats>)>,
+    pub started: Instant,
+}
+
+impl JobStats {
+    fn new(graph: &Graph) -> Arc<Self> {
+        Arc::new(Self {
+            operators: graph
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        format!("[{}] {}", n.id, n.operator.name()),
+                        Arc::new(OperatorStats::default()),
+                    )
+                })
+                .collect(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Rows read by sources and rows written by sinks, so far.
+    pub fn rows_in_out(&self, graph: &Graph) -> (u64, u64) {
+        let mut read = 0;
+        let mut written = 0;
+        for (node, (_, stats)) in graph.nodes.iter().zip(&self.operators) {
+            match node.operator {
+                OperatorSpec::Source { .. } | OperatorSpec::Values { .. } => {
+                    read += stats.rows_out.load(Ordering::Relaxed);
+                }
+                OperatorSpec::Sink { .. } | OperatorSpec::Collect => {
+                    written += stats.rows_in.load(Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+        (read, written)
+    }
+}
+
+/// A job in progress: its stats (for a progress display) and its completion.
+pub struct RunningJob {
+    pub stats: Arc<JobStats>,
+    handle: tokio::task::JoinHandle<Result<Vec<RecordBatch>, RuntimeError>>,
+}
+
+impl std::fmt::Debug for RunningJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningJob").finish_non_exhaustive()
+    }
+}
+
+impl RunningJob {
+    /// Waits for the end; the rows of a `Collect` node (a bare `SELECT`), in arrival order.
+    ///
+    /// # Errors
+    /// The first failure of any subtask.
+    pub async fn finish(self) -> Result<Vec<RecordBatch>, RuntimeError> {
+        self.handle
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("the job's task failed: {e}")))?
+    }
+}
+
+/// Starts every subtask of `graph` on the current tokio runtime.
+///
+/// # Errors
+/// An operator that cannot be built (an expression DataFusion cannot make physical).
+pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
+    let stats = JobStats::new(&graph);
+    // One channel per subtask of every node that has inputs.
+    let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = Vec::with_capacity(graph.nodes.len());
+    let mut receivers: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::new();
+    for node in &graph.nodes {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..node.parallelism)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+                (tx, Some(rx))
+            })
+            .unzip();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks: JoinSet<Result<(), RuntimeError>> = JoinSet::new();
+    for node in &graph.nodes {
+        let node_stats = stats.operators[node.id].1.clone();
+        let label = format!("{} [{}]", node.operator.name(), node.id);
+        let expected_ends: usize = graph
+            .inputs_of(node.id)
+            .map(|edge| match edge.partitioning {
+                crate::plan::Partitioning::Forward => 1,
+                _ => graph.nodes[edge.from].parallelism,
+            })
+            .sum();
+        for index in 0..node.parallelism {
+            let subtask = Subtask {
+                index,
+                count: node.parallelism,
+            };
+            let router = Router::new(&graph, node.id, index, &senders)?;
+            let receiver = receivers[node.id][index].take();
+            let task = SubtaskContext {
+                label: format!("{label}#{index}"),
+                stats: node_stats.clone(),
+                router,
+            };
+            match &node.operator {
+                OperatorSpec::Source { table, projection } => {
+                    let table = table.clone();
+                    let request = SourceRequest {
+                        subtask,
+                        projection: projection.clone(),
+                        batch_size: BATCH_SIZE,
+                    };
+                    tasks.spawn(run_source(task, table, request));
+                }
+                OperatorSpec::Sink { table } => {
+                    let writer = connector::open_sink(table, subtask).map_err(|source| {
+                        RuntimeError::Connector {
+                            operator: label.clone(),
+                            source,
+                        }
+                    })?;
+                    let Some(receiver) = receiver else {
+                        return Err(RuntimeError::Internal("sink without input".into()));
+                    };
+                    tasks.spawn(run_sink(task, writer, receiver, expected_ends));
+                }
+                OperatorSpec::Collect => {
+                    let Some(receiver) = receiver else {
+                        return Err(RuntimeError::Internal("collect without input".into()));
+                    };
+                    tasks.spawn(run_collect(
+                        task,
+                        collected.clone(),
+                        receiver,
+                        expected_ends,
+                    ));
+                }
+                spec => {
+                    let operator = operators::create(spec, node, subtask, graph.max_parallelism)
+                        .map_err(|message| RuntimeError::Operator {
+                            operator: label.clone(),
+                            message,
+                        })?;
+                    tasks.spawn(run_operator(task, operator, receiver, expected_ends));
+                }
+            }
+        }
+    }
+    drop(senders);
+    let handle = tokio::spawn(async move {
+        while let Some(joined) = tasks.join_next().await {
+            let result = joined
+                .map_err(|e| RuntimeError::Internal(format!("a subtask panicked: {e}")))
+                .and_then(|r| r);
+            if let Err(error) = result {
+                tasks.abort_all();
+                return Err(error);
+            }
+        }
+        let rows = std::mem::take(
+            &mut *collected
+                .lock()
+                .map_err(|_| RuntimeError::Internal("collected rows poisoned".into()))?,
+        );
+        Ok(rows)
+    });
+    Ok(RunningJob { stats, handle })
+}
+
+/// What every subtask task holds.
+struct SubtaskContext {
+    label: String,
+    stats: Arc<OperatorStats>,
+    router: Router,
+}
+
+impl SubtaskContext {
+    fn count_in(&self, batch: &RecordBatch) {
+        self.stats
+            .rows_in
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+    }
+
+    fn busy(&self, started: Instant) {
+        self.stats
+            .busy_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn run_source(
+    mut task: SubtaskContext,
+    table: connector::TableDef,
+    request: SourceRequest,
+) -> Result<(), RuntimeError> {
+    let label = task.label.clone();
+    let connector_error = |source| RuntimeError::Connector {
+        operator: format!("{label} reading table '{}'", table.name),
+        source,
+    };
+    let opened = {
+        let table = table.clone();
+        tokio::task::spawn_blocking(move || connector::open_source(&table, &request))
+            .await
+            .map_err(join_error)?
+    };
+    let mut reader = opened.map_err(&connector_error)?;
+    loop {
+        let mut router = std::mem::take(&mut task.router);
+        let (back_reader, back_router, result) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = reader.next_batch().and_then(|batch| {
+                Ok(match batch {
+                    Some(batch) => Some((batch.num_rows(), router.partition(&batch))),
+                    None => None,
+                })
+            });
+            (reader, router, result.map(|r| (r, started.elapsed())))
+        })
+        .await
+        .map_err(join_error)?;
+        reader = back_reader;
+        task.router = back_router;
+        task.stats
+            .skipped_rows
+            .store(reader.skipped_rows(), Ordering::Relaxed);
+        let (outcome, busy) = result.map_err(&connector_error)?;
+        task.stats
+            .busy_nanos
+            .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
+        match outcome {
+            Some((rows, parts)) => {
+                task.stats
+                    .rows_out
+                    .fetch_add(rows as u64, Ordering::Relaxed);
+                let parts = parts.map_err(|message| RuntimeError::Operator {
+                    operator: task.label.clone(),
+                    message,
+                })?;
+                if !task.router.send(parts).await {
+                    return Ok(());
+                }
+            }
+            None => {
+                task.router.end().await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn run_operator(
+    mut task: SubtaskContext,
+    mut operator: Box<dyn Operator>,
+    receiver: Option<mpsc::Receiver<Envelope>>,
+    expected_ends: usize,
+) -> Result<(), RuntimeError> {
+    // A node without inputs (VALUES) runs its end-of-input at once.
+    let mut ended = 0;
+    let mut receiver = receiver;
+    loop {
+        let message = match (&mut receiver, expected_ends) {
+            (_, 0) => Message::EndOfInput,
+            (Some(rx), _) => match rx.recv().await {
+                Some(envelope) => envelope.message,
+                None => return Ok(()),
+            },
+            (None, _) => return Err(RuntimeError::Internal("operator without input".into())),
+        };
+        let last = match &message {
+            Message::Batch(batch) => {
+                task.count_in(batch);
+                false
+            }
+            Message::EndOfInput => {
+                ended += 1;
+                ended >= expected_ends
+            }
+            // Watermarks and barriers act in streaming mode (later issues); in batch mode
+            // sources send none.
+            Message::Watermark(_) | Message::Barrier(_) => continue,
+        };
+        if !last && !matches!(message, Message::Batch(_)) {
+            continue;
+        }
+        let mut router = std::mem::take(&mut task.router);
+        let (back_operator, back_router, result) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut out = Vec::new();
+            let result = match message {
+                Message::Batch(batch) => operator.on_batch(batch, &mut out),
+                _ => operator.on_end(&mut out),
+            }
+            .and_then(|()| {
+                let mut parts = Vec::new();
+                for batch in out.into_iter().filter(|b| b.num_rows() > 0) {
+                    parts.extend(router.partition(&batch)?);
+                }
+                Ok(parts)
+            });
+            (operator, router, result.map(|parts| (parts, started)))
+        })
+        .await
+        .map_err(join_error)?;
+        operator = back_operator;
+        task.router = back_router;
+        let (parts, started) = result.map_err(|message| RuntimeError::Operator {
+            operator: format!("{} ({})", task.label, operator.name()),
+            message,
+        })?;
+        task.busy(started);
+        let rows: usize = parts.iter().map(|(_, _, b)| b.num_rows()).sum();
+        task.stats
+            .rows_out
+            .fetch_add(rows as u64, Ordering::Relaxed);
+        let open = task.router.send(parts).await;
+        if last || !open || operator.is_finished() {
+            task.router.end().await;
+            return Ok(());
+        }
+    }
+}
+
+async fn run_sink(
+    task: SubtaskContext,
+    mut writer: Box<dyn connector::SinkWriter>,
+    mut receiver: mpsc::Receiver<Envelope>,
+    expected_ends: usize,
+) -> Result<(), RuntimeError> {
+    let mut ended = 0;
+    let error = |source| RuntimeError::Connector {
+        operator: task.label.clone(),
+        source,
+    };
+    while let Some(envelope) = receiver.recv().await {
+        match envelope.message {
+            Message::Batch(batch) => {
+                task.count_in(&batch);
+                let (back, result) = tokio::task::spawn_blocking(move || {
+                    let started = Instant::now();
+                    let result = writer.write(&batch);
+                    (writer, result.map(|()| started))
+                })
+                .await
+                .map_err(join_error)?;
+                writer = back;
+                task.busy(result.map_err(&error)?);
+            }
+            Message::EndOfInput => {
+                ended += 1;
+                if ended >= expected_ends {
+                    break;
+                }
+            }
+            Message::Watermark(_) | Message::Barrier(_) => {}
+        }
+    }
+    if ended < expected_ends {
+        // An upstream stopped without finishing: it failed, and its error is the job's.
+        return Ok(());
+    }
+    tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .map_err(join_error)?
+        .map_err(error)
+}
+
+async fn run_collect(
+    task: SubtaskContext,
+    collected: Arc<std::sync::Mutex<Vec<RecordBatch>>>,
+    mut receiver: mpsc::Receiver<Envelope>,
+    expected_ends: usize,
+) -> Result<(), RuntimeError> {
+    let mut ended = 0;
+    while let Some(envelope) = receiver.recv().await {
+        match envelope.message {
+            Message::Batch(batch) => {
+                task.count_in(&batch);
+                collected
+                    .lock()
+                    .map_err(|_| RuntimeError::Internal("collected rows poisoned".into()))?
+                    .push(batch);
+            }
+            Message::EndOfInput => {
+                ended += 1;
+                if ended >= expected_ends {
+                    break;
+                }
+            }
+            Message::Watermark(_) | Message::Barrier(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn join_error(error: tokio::task::JoinError) -> RuntimeError {
+    RuntimeError::Internal(format!("a blocking task failed: {error}"))
+}

@@ -1,0 +1,427 @@
+//! The stateless and batch-only operators, and `create`, which builds any operator of a node.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
+use arrow::compute::{SortColumn, concat_batches, filter_record_batch, lexsort_to_indices, take};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion_common::{DFSchemaRef, ScalarValue};
+use datafusion_expr::execution_props::ExecutionProps;
+use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion_expr::{Expr, SortExpr};
+use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
+
+use super::aggregate::HashAggregate;
+use crate::connector::Subtask;
+use crate::functions::WasmFunction;
+use crate::plan::{Node, OperatorSpec};
+use crate::udf::coerce;
+
+/// One subtask's operator. Called on a blocking thread, one batch at a time.
+pub trait Operator: Send {
+    fn name(&self) -> &'static str;
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String>;
+    /// All input has ended: emit what is held back.
+    fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        Ok(())
+    }
+    /// Needs no more input (a satisfied LIMIT).
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+pub(crate) fn physical(expr: &Expr, schema: &DFSchemaRef) -> Result<Arc<dyn PhysicalExpr>, String> {
+    create_physical_expr(
+        expr,
+        schema,
+        &ExecutionProps::new(),
+        &PhysicalPlanningContext::default(),
+    )
+    .map_err(|e| format!("cannot evaluate {expr}: {}", crate::sql::clean_message(&e)))
+}
+
+pub(crate) fn evaluate(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+) -> Result<ArrayRef, String> {
+    expr.evaluate(batch)
+        .and_then(|v| v.into_array(batch.num_rows()))
+        .map_err(|e| evaluation_error(&e))
+}
+
+/// A Wasm function's error keeps its own words; DataFusion's lose their prefixes.
+pub(crate) fn evaluation_error(error: &datafusion_common::DataFusionError) -> String {
+    crate::sql::clean_message(error)
+}
+
+/// Builds the operator of `node` for one subtask.
+pub fn create(
+    spec: &OperatorSpec,
+    node: &Node,
+    _subtask: Subtask,
+    _max_parallelism: usize,
+) -> Result<Box<dyn Operator>, String> {
+    Ok(match spec {
+        OperatorSpec::Filter {
+            predicate,
+            input_schema,
+        } => Box::new(Filter {
+            predicate: physical(predicate, input_schema)?,
+        }),
+        OperatorSpec::Project {
+            exprs,
+            input_schema,
+        } => Box::new(Project {
+            exprs: exprs
+                .iter()
+                .map(|e| physical(e, input_schema))
+                .collect::<Result<_, _>>()?,
+            schema: node.schema.clone(),
+        }),
+        OperatorSpec::Lateral {
+            function,
+            args,
+            outer,
+            input_schema,
+        } => Box::new(Lateral {
+            function: function.0.clone(),
+            args: args
+                .iter()
+                .map(|e| physical(e, input_schema))
+                .collect::<Result<_, _>>()?,
+            outer: *outer,
+            schema: node.schema.clone(),
+        }),
+        OperatorSpec::Aggregate {
+            group_exprs,
+            aggr_exprs,
+            input_schema,
+            ..
+        } => Box::new(HashAggregate::new(
+            group_exprs,
+            aggr_exprs,
+            input_schema,
+            node.schema.clone(),
+        )?),
+        OperatorSpec::Sort {
+            exprs,
+            fetch,
+            input_schema,
+        } => Box::new(Sort::new(exprs, *fetch, input_schema, node.schema.clone())?),
+        OperatorSpec::Limit { skip, fetch } => Box::new(Limit {
+            skip: *skip,
+            remaining: *fetch,
+        }),
+        OperatorSpec::Values { rows } => Box::new(Values {
+            rows: rows.clone(),
+            schema: node.schema.clone(),
+        }),
+        OperatorSpec::Source { .. } | OperatorSpec::Sink { .. } | OperatorSpec::Collect => {
+            return Err(format!("{} is not an operator", spec.name()));
+        }
+    })
+}
+
+struct Filter {
+    predicate: Arc<dyn PhysicalExpr>,
+}
+
+impl Operator for Filter {
+    fn name(&self) -> &'static str {
+        "Filter"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let mask = evaluate(&self.predicate, &batch)?;
+        let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
+            return Err(format!("the filter is {}, not BOOLEAN", mask.data_type()));
+        };
+        let filtered = filter_record_batch(&batch, mask).map_err(|e| e.to_string())?;
+        out.push(filtered);
+        Ok(())
+    }
+}
+
+struct Project {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+impl Operator for Project {
+    fn name(&self) -> &'static str {
+        "Project"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| evaluate(e, &batch))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(make_batch(&self.schema, columns, batch.num_rows())?);
+        Ok(())
+    }
+}
+
+/// A batch of `schema` from columns (which may be none: `SELECT COUNT(*)` inputs).
+pub(crate) fn make_batch(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, String> {
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| format!("cannot assemble a batch: {e}"))
+}
+
+struct Lateral {
+    function: Arc<WasmFunction>,
+    args: Vec<Arc<dyn PhysicalExpr>>,
+    outer: bool,
+    schema: SchemaRef,
+}
+
+impl Operator for Lateral {
+    fn name(&self) -> &'static str {
+        "LateralTable"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let rows = batch.num_rows();
+        let mut args = Vec::with_capacity(self.args.len());
+        for (expr, param) in self.args.iter().zip(&self.function.spec.params) {
+            let array = evaluate(expr, &batch)?;
+            args.push(coerce(&array, param.data_type).map_err(|e| {
+                format!(
+                    "{}: argument {}: {e}",
+                    self.function.signature(),
+                    param.name
+                )
+            })?);
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .function
+            .module
+            .with_instance(|instance| instance.call_table(self.function.export(), &args, rows));
+        self.function.metrics.record(rows, started, &result);
+        let produced = result.map_err(|e| e.to_string())?;
+        let mut input_rows: Vec<u32> = produced.row_index.values().to_vec();
+        let mut function_columns = produced.columns;
+        if self.outer {
+            // Input rows that produced nothing are kept once, with nulls; order by input row.
+            let mut has_output = vec![false; rows];
+            for &row in &input_rows {
+                if let Some(seen) = has_output.get_mut(row as usize) {
+                    *seen = true;
+                }
+            }
+            let missing: Vec<u32> = (0..rows as u32)
+                .filter(|r| !has_output[*r as usize])
+                .collect();
+            if !missing.is_empty() {
+                let produced_rows = input_rows.len();
+                input_rows.extend(&missing);
+                let mut picks: Vec<Option<u32>> = (0..produced_rows as u32).map(Some).collect();
+                picks.extend(std::iter::repeat_n(None, missing.len()));
+                let picks = UInt32Array::from(picks);
+                function_columns = function_columns
+                    .iter()
+                    .map(|c| take(c, &picks, None))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+                let order = lexsort_to_indices(
+                    &[SortColumn {
+                        values: Arc::new(UInt32Array::from(input_rows.clone())),
+                        options: None,
+                    }],
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+                input_rows = order
+                    .values()
+                    .iter()
+                    .map(|i| input_rows[*i as usize])
+                    .collect();
+                function_columns = function_columns
+                    .iter()
+                    .map(|c| take(c, &order, None))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let indices = UInt32Array::from(input_rows);
+        let mut columns: Vec<ArrayRef> = batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        for (column, field) in function_columns
+            .into_iter()
+            .zip(self.schema.fields().iter().skip(batch.num_columns()))
+        {
+            let column = if column.data_type() == field.data_type() {
+                column
+            } else {
+                arrow::compute::cast(&column, field.data_type()).map_err(|e| e.to_string())?
+            };
+            columns.push(column);
+        }
+        out.push(make_batch(&self.schema, columns, indices.len())?);
+        Ok(())
+    }
+}
+
+struct Limit {
+    skip: usize,
+    remaining: Option<usize>,
+}
+
+impl Operator for Limit {
+    fn name(&self) -> &'static str {
+        "Limit"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let mut batch = batch;
+        if self.skip > 0 {
+            let skipped = self.skip.min(batch.num_rows());
+            self.skip -= skipped;
+            batch = batch.slice(skipped, batch.num_rows() - skipped);
+        }
+        if let Some(remaining) = &mut self.remaining {
+            let taken = (*remaining).min(batch.num_rows());
+            *remaining -= taken;
+            batch = batch.slice(0, taken);
+        }
+        out.push(batch);
+        Ok(())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.remaining == Some(0)
+    }
+}
+
+struct Sort {
+    exprs: Vec<(Arc<dyn PhysicalExpr>, arrow::compute::SortOptions)>,
+    fetch: Option<usize>,
+    schema: SchemaRef,
+    held: Vec<RecordBatch>,
+}
+
+impl Sort {
+    fn new(
+        exprs: &[SortExpr],
+        fetch: Option<usize>,
+        input_schema: &DFSchemaRef,
+        schema: SchemaRef,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            exprs: exprs
+                .iter()
+                .map(|s| {
+                    Ok((
+                        physical(&s.expr, input_schema)?,
+                        arrow::compute::SortOptions {
+                            descending: !s.asc,
+                            nulls_first: s.nulls_first,
+                        },
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+            fetch,
+            schema,
+            held: Vec::new(),
+        })
+    }
+}
+
+impl Operator for Sort {
+    fn name(&self) -> &'static str {
+        "Sort"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.held.push(batch);
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let all = concat_batches(&self.schema, &self.held).map_err(|e| e.to_string())?;
+        self.held.clear();
+        if all.num_rows() == 0 {
+            return Ok(());
+        }
+        let columns = self
+            .exprs
+            .iter()
+            .map(|(e, options)| {
+                Ok(SortColumn {
+                    values: evaluate(e, &all)?,
+                    options: Some(*options),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let indices = lexsort_to_indices(&columns, self.fetch).map_err(|e| e.to_string())?;
+        let sorted =
+            arrow::compute::take_record_batch(&all, &indices).map_err(|e| e.to_string())?;
+        for offset in (0..sorted.num_rows()).step_by(super::BATCH_SIZE) {
+            let len = super::BATCH_SIZE.min(sorted.num_rows() - offset);
+            out.push(sorted.slice(offset, len));
+        }
+        Ok(())
+    }
+}
+
+struct Values {
+    rows: Vec<Vec<Expr>>,
+    schema: SchemaRef,
+}
+
+impl Operator for Values {
+    fn name(&self) -> &'static str {
+        "Values"
+    }
+
+    fn on_batch(&mut self, _batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for (index, field) in self.schema.fields().iter().enumerate() {
+            let mut scalars = Vec::with_capacity(self.rows.len());
+            for row in &self.rows {
+                let scalar = match row.get(index).map(|e| e.clone().unalias()) {
+                    Some(Expr::Literal(value, _)) => value,
+                    Some(other) => {
+                        return Err(format!("VALUES takes literals only, not {other}"));
+                    }
+                    None => ScalarValue::Null,
+                };
+                let scalar = if scalar.data_type() == *field.data_type() {
+                    scalar
+                } else {
+                    scalar
+                        .cast_to(field.data_type())
+                        .map_err(|e| e.to_string())?
+                };
+                scalars.push(scalar);
+            }
+            columns.push(if scalars.is_empty() {
+                new_null_array(field.data_type(), 0)
+            } else {
+                ScalarValue::iter_to_array(scalars).map_err(|e| e.to_string())?
+            });
+        }
+        out.push(make_batch(&self.schema, columns, self.rows.len())?);
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+CREATE FUNCTION f AS 'f' LANGUAGE WASM USING JAR '${MODULES}/not_a_component.wasm';

@@ -1,0 +1,2 @@
+CREATE TABLE t (a BIGINT) WITH ('connector' = 'kafka-ish');
+SELECT * FROM t;

@@ -1,0 +1,10 @@
+CREATE TABLE orders (
+  order_id BIGINT,
+  country STRING,
+  url STRING,
+  price_cents BIGINT,
+  price DOUBLE,
+  quantity INT,
+  `comment` STRING
+) WITH ('connector' = 'filesystem', 'path' = '${DATA}/orders.csv', 'format' = 'csv', 'csv.header' = 'true');
+SELECT to_eur(price_cents) FROM orders;
