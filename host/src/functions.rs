@@ -161,18 +161,24 @@ fn converts_implicitly(given: &DataType, to: UdfType) -> bool {
     if *given == wanted || given.is_null() {
         return true;
     }
-    match (&wanted, given) {
+    matches!(
+        (&wanted, given),
         (D::Int16, D::Int8)
-        | (D::Int32, D::Int8 | D::Int16)
-        | (D::Int64, D::Int8 | D::Int16 | D::Int32 | D::UInt8 | D::UInt16 | D::UInt32)
-        | (D::Float32, D::Int8 | D::Int16)
-        | (D::Float64, D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::Float32)
-        | (D::Float64, D::Decimal128(..))
-        | (D::Utf8, D::Utf8View | D::LargeUtf8)
-        | (D::Binary, D::BinaryView | D::LargeBinary)
-        | (D::Timestamp(..), D::Timestamp(..)) => true,
-        _ => false,
-    }
+            | (D::Int32, D::Int8 | D::Int16)
+            | (
+                D::Int64,
+                D::Int8 | D::Int16 | D::Int32 | D::UInt8 | D::UInt16 | D::UInt32
+            )
+            | (D::Float32, D::Int8 | D::Int16)
+            | (
+                D::Float64,
+                D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::Float32
+            )
+            | (D::Float64, D::Decimal128(..))
+            | (D::Utf8, D::Utf8View | D::LargeUtf8)
+            | (D::Binary, D::BinaryView | D::LargeBinary)
+            | (D::Timestamp(..), D::Timestamp(..))
+    )
 }
 
 /// How a SQL user would name an Arrow type in a message.

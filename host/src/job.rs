@@ -33,7 +33,7 @@ pub enum JobError {
     Module {
         function: String,
         #[source]
-        source: UdfError,
+        source: Box<UdfError>,
     },
     #[error("{0}")]
     Setting(String),
@@ -302,7 +302,7 @@ impl Session {
                     .load_file(&path, LoadOptions::default())
                     .map_err(|source| JobError::Module {
                         function: create.name.clone(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 let handle = ModuleHandle::new(module);
                 self.modules.insert(path.clone(), handle.clone());

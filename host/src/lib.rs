@@ -10,5 +10,6 @@ pub mod job;
 pub mod plan;
 pub mod runtime;
 pub mod sql;
+pub mod state;
 pub mod udf;
 pub mod wasm;

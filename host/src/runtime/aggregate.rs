@@ -1,9 +1,10 @@
 //! Hash aggregation: `GROUP BY` with DataFusion's built-in aggregates and Wasm aggregates.
 //!
 //! Keys are encoded with Arrow's row format (one comparable byte string per key) and numbered in
-//! order of arrival. Built-ins update DataFusion's `GroupsAccumulator`s once per batch. A Wasm
-//! aggregate's states are host-owned bytes, one per group: per batch, the states of the groups
-//! the batch touches go to the module in one call and come back updated.
+//! order of arrival. Built-ins update DataFusion's `GroupsAccumulator`s once per batch (in memory).
+//! A Wasm aggregate's states are host-owned bytes in the keyed state backend, addressed by (key
+//! group, group key): per batch, the states of the groups the batch touches are read in one
+//! `get_many`, go to the module in one call, and are written back in one `put_many`.
 //!
 //! In batch mode (the only mode so far) results are emitted at end of input.
 
@@ -23,7 +24,9 @@ use datafusion_physical_expr::aggregate::AggregateExprBuilder;
 
 use super::operators::{Operator, evaluate, make_batch, physical};
 use crate::functions::{WasmAggregate, WasmFunction};
+use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 use crate::udf::coerce;
+use datafusion_common::hash_utils::{RandomState, create_hashes};
 
 enum Aggregator {
     BuiltIn {
@@ -33,8 +36,8 @@ enum Aggregator {
     Wasm {
         function: Arc<WasmFunction>,
         args: Vec<Arc<dyn PhysicalExpr>>,
-        /// Per group, its state; `None` until the group's first row.
-        states: Vec<Option<Vec<u8>>>,
+        /// Where its states live in the backend.
+        state: StateName,
         initial: Option<Vec<u8>>,
     },
 }
@@ -48,9 +51,12 @@ pub(crate) struct HashAggregate {
     keys: Vec<Arc<dyn PhysicalExpr>>,
     converter: RowConverter,
     groups: HashMap<Box<[u8]>, u32>,
-    /// Group keys in group-index order (row-format bytes).
+    /// Group keys in group-index order (row-format bytes), and each one's key group.
     key_rows: Vec<Box<[u8]>>,
+    key_groups: Vec<u16>,
+    max_parallelism: usize,
     aggregates: Vec<Aggregate>,
+    backend: Box<dyn KeyedStateBackend>,
     schema: SchemaRef,
 }
 
@@ -60,6 +66,7 @@ impl HashAggregate {
         aggr_exprs: &[Expr],
         input_schema: &DFSchemaRef,
         schema: SchemaRef,
+        max_parallelism: usize,
     ) -> Result<Self, String> {
         let keys = group_exprs
             .iter()
@@ -76,19 +83,27 @@ impl HashAggregate {
         let converter = RowConverter::new(key_types).map_err(|e| e.to_string())?;
         let aggregates = aggr_exprs
             .iter()
-            .map(|e| Self::aggregate(e, input_schema))
+            .enumerate()
+            .map(|(i, e)| Self::aggregate(e, input_schema, i as StateName))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             keys,
             converter,
             groups: HashMap::new(),
             key_rows: Vec::new(),
+            key_groups: Vec::new(),
+            max_parallelism: max_parallelism.max(1),
             aggregates,
+            backend: Box::new(MemoryStateBackend::default()),
             schema,
         })
     }
 
-    fn aggregate(expr: &Expr, input_schema: &DFSchemaRef) -> Result<Aggregate, String> {
+    fn aggregate(
+        expr: &Expr,
+        input_schema: &DFSchemaRef,
+        state: StateName,
+    ) -> Result<Aggregate, String> {
         let (name, expr) = match expr {
             Expr::Alias(alias) => (alias.name.clone(), alias.expr.as_ref()),
             other => (other.schema_name().to_string(), other),
@@ -124,7 +139,7 @@ impl HashAggregate {
                 aggregator: Aggregator::Wasm {
                     function: wasm.function.clone(),
                     args,
-                    states: Vec::new(),
+                    state,
                     initial: None,
                 },
                 filter,
@@ -163,6 +178,7 @@ impl HashAggregate {
         if self.keys.is_empty() {
             if self.key_rows.is_empty() {
                 self.key_rows.push(Box::new([]));
+                self.key_groups.push(0);
             }
             return Ok(vec![0; batch.num_rows()]);
         }
@@ -175,8 +191,12 @@ impl HashAggregate {
             .converter
             .convert_columns(&columns)
             .map_err(|e| e.to_string())?;
+        // The same hash the hash edge used, so an entry's key group is the one that routed it.
+        let mut hashes = vec![0u64; batch.num_rows()];
+        create_hashes(&columns, &RandomState::with_seed(0), &mut hashes)
+            .map_err(|e| format!("cannot hash a key: {e}"))?;
         let mut indices = Vec::with_capacity(batch.num_rows());
-        for row in rows.iter() {
+        for (row, hash) in rows.iter().zip(&hashes) {
             let bytes = row.as_ref();
             let index = match self.groups.get(bytes) {
                 Some(index) => *index,
@@ -184,6 +204,8 @@ impl HashAggregate {
                     let index = self.key_rows.len() as u32;
                     self.groups.insert(bytes.into(), index);
                     self.key_rows.push(bytes.into());
+                    self.key_groups
+                        .push((*hash % self.max_parallelism as u64) as u16);
                     index
                 }
             };
@@ -201,6 +223,10 @@ impl Operator for HashAggregate {
     fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let groups = self.group_indices(&batch)?;
         let total_groups = self.key_rows.len();
+        let keys = GroupKeys {
+            rows: &self.key_rows,
+            key_groups: &self.key_groups,
+        };
         for aggregate in &mut self.aggregates {
             let mask = match &aggregate.filter {
                 Some(f) => {
@@ -227,11 +253,22 @@ impl Operator for HashAggregate {
                 Aggregator::Wasm {
                     function,
                     args,
-                    states,
+                    state,
                     initial,
                 } => {
-                    accumulate_wasm(function, args, states, initial, &batch, &groups, mask)?;
-                    states.resize(total_groups, None);
+                    let update = WasmUpdate {
+                        function,
+                        state: *state,
+                        keys: &keys,
+                    };
+                    update.accumulate(
+                        args,
+                        self.backend.as_mut(),
+                        initial,
+                        &batch,
+                        &groups,
+                        mask,
+                    )?;
                 }
             }
         }
@@ -242,6 +279,7 @@ impl Operator for HashAggregate {
         if self.keys.is_empty() && self.key_rows.is_empty() {
             // A global aggregate over no rows still has its one row (COUNT(*) = 0).
             self.key_rows.push(Box::new([]));
+            self.key_groups.push(0);
         }
         let groups = self.key_rows.len();
         let mut columns: Vec<ArrayRef> = if self.keys.is_empty() {
@@ -268,15 +306,23 @@ impl Operator for HashAggregate {
                 }
                 Aggregator::Wasm {
                     function,
-                    states,
+                    state,
                     initial,
                     ..
                 } => {
-                    states.resize(groups, None);
                     let initial = match initial {
                         Some(i) => i.clone(),
                         None => create_state(function)?,
                     };
+                    let keys = GroupKeys {
+                        rows: &self.key_rows,
+                        key_groups: &self.key_groups,
+                    };
+                    let all_keys: Vec<StateKey> = (0..groups).map(|g| keys.state_key(g)).collect();
+                    let states = self
+                        .backend
+                        .get_many(*state, &all_keys)
+                        .map_err(|e| e.to_string())?;
                     let all = BinaryArray::from_iter_values(
                         states.iter().map(|s| s.as_deref().unwrap_or(&initial)),
                     );
@@ -314,80 +360,108 @@ fn create_state(function: &WasmFunction) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// One call to the module for the groups this batch touches.
-fn accumulate_wasm(
-    function: &Arc<WasmFunction>,
-    args: &[Arc<dyn PhysicalExpr>],
-    states: &mut Vec<Option<Vec<u8>>>,
-    initial: &mut Option<Vec<u8>>,
-    batch: &RecordBatch,
-    groups: &[usize],
-    mask: Option<BooleanArray>,
-) -> Result<(), String> {
-    let mut values = Vec::with_capacity(args.len());
-    for (arg, param) in args.iter().zip(&function.spec.params) {
-        let array = evaluate(arg, batch)?;
-        values.push(
-            coerce(&array, param.data_type)
-                .map_err(|e| format!("{}: argument {}: {e}", function.signature(), param.name))?,
-        );
+/// Group keys and their key groups, in group-index order.
+struct GroupKeys<'a> {
+    rows: &'a [Box<[u8]>],
+    key_groups: &'a [u16],
+}
+
+impl GroupKeys<'_> {
+    fn state_key(&self, group: usize) -> StateKey {
+        StateKey {
+            key_group: self.key_groups[group],
+            key: self.rows[group].to_vec(),
+            namespace: Vec::new(),
+        }
     }
-    let mut groups: Vec<usize> = groups.to_vec();
-    if let Some(mask) = mask {
-        let keep: Vec<u32> = (0..mask.len())
-            .filter(|&i| mask.is_valid(i) && mask.value(i))
-            .map(|i| i as u32)
-            .collect();
-        let keep_array = UInt32Array::from(keep.clone());
-        values = values
+}
+
+/// One Wasm aggregate's update of the groups one batch touches.
+struct WasmUpdate<'a> {
+    function: &'a Arc<WasmFunction>,
+    state: StateName,
+    keys: &'a GroupKeys<'a>,
+}
+
+impl WasmUpdate<'_> {
+    /// Reads the touched groups' states, calls the module once, writes them back.
+    fn accumulate(
+        &self,
+        args: &[Arc<dyn PhysicalExpr>],
+        backend: &mut dyn KeyedStateBackend,
+        initial: &mut Option<Vec<u8>>,
+        batch: &RecordBatch,
+        groups: &[usize],
+        mask: Option<BooleanArray>,
+    ) -> Result<(), String> {
+        let function = self.function;
+        let mut values = Vec::with_capacity(args.len());
+        for (arg, param) in args.iter().zip(&function.spec.params) {
+            let array = evaluate(arg, batch)?;
+            values.push(
+                coerce(&array, param.data_type).map_err(|e| {
+                    format!("{}: argument {}: {e}", function.signature(), param.name)
+                })?,
+            );
+        }
+        let mut groups: Vec<usize> = groups.to_vec();
+        if let Some(mask) = mask {
+            let keep: Vec<u32> = (0..mask.len())
+                .filter(|&i| mask.is_valid(i) && mask.value(i))
+                .map(|i| i as u32)
+                .collect();
+            let keep_array = UInt32Array::from(keep.clone());
+            values = values
+                .iter()
+                .map(|v| take(v, &keep_array, None))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            groups = keep.iter().map(|&i| groups[i as usize]).collect();
+        }
+        if groups.is_empty() {
+            return Ok(());
+        }
+        if initial.is_none() {
+            *initial = Some(create_state(function)?);
+        }
+        let initial = initial.as_deref().unwrap_or_default();
+        // Number the touched groups 0.. in order of first appearance.
+        let mut local_of = HashMap::new();
+        let mut touched = Vec::new();
+        let local: Vec<u32> = groups
             .iter()
-            .map(|v| take(v, &keep_array, None))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        groups = keep.iter().map(|&i| groups[i as usize]).collect();
-    }
-    if groups.is_empty() {
-        return Ok(());
-    }
-    let largest = groups.iter().copied().max().unwrap_or(0);
-    if states.len() <= largest {
-        states.resize(largest + 1, None);
-    }
-    if initial.is_none() {
-        *initial = Some(create_state(function)?);
-    }
-    let initial = initial.as_deref().unwrap_or_default();
-    // Number the touched groups 0.. in order of first appearance.
-    let mut local_of = HashMap::new();
-    let mut touched = Vec::new();
-    let local: Vec<u32> = groups
-        .iter()
-        .map(|&g| {
-            *local_of.entry(g).or_insert_with(|| {
-                touched.push(g);
-                (touched.len() - 1) as u32
+            .map(|&g| {
+                *local_of.entry(g).or_insert_with(|| {
+                    touched.push(g);
+                    (touched.len() - 1) as u32
+                })
             })
-        })
-        .collect();
-    let before = BinaryArray::from_iter_values(
-        touched
-            .iter()
-            .map(|&g| states[g].as_deref().unwrap_or(initial)),
-    );
-    let after = function
-        .module
-        .with_instance(|i| i.aggregate_accumulate(function.export(), &values, &local, &before))
-        .map_err(|e| e.to_string())?;
-    if after.len() != touched.len() {
-        return Err(format!(
-            "{} returned {} states for {} groups",
-            function.sql_name,
-            after.len(),
-            touched.len()
-        ));
+            .collect();
+        let state_keys: Vec<StateKey> = touched.iter().map(|&g| self.keys.state_key(g)).collect();
+        let stored = backend
+            .get_many(self.state, &state_keys)
+            .map_err(|e| e.to_string())?;
+        let before =
+            BinaryArray::from_iter_values(stored.iter().map(|s| s.as_deref().unwrap_or(initial)));
+        let after = function
+            .module
+            .with_instance(|i| i.aggregate_accumulate(function.export(), &values, &local, &before))
+            .map_err(|e| e.to_string())?;
+        if after.len() != touched.len() {
+            return Err(format!(
+                "{} returned {} states for {} groups",
+                function.sql_name,
+                after.len(),
+                touched.len()
+            ));
+        }
+        let entries = state_keys
+            .into_iter()
+            .enumerate()
+            .map(|(slot, key)| (key, after.value(slot).to_vec()))
+            .collect();
+        backend
+            .put_many(self.state, entries)
+            .map_err(|e| e.to_string())
     }
-    for (slot, &group) in touched.iter().enumerate() {
-        states[group] = Some(after.value(slot).to_vec());
-    }
-    Ok(())
 }

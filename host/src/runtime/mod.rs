@@ -173,13 +173,13 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
                 _ => graph.nodes[edge.from].parallelism,
             })
             .sum();
-        for index in 0..node.parallelism {
+        for (index, receiver) in receivers[node.id].iter_mut().enumerate() {
             let subtask = Subtask {
                 index,
                 count: node.parallelism,
             };
             let router = Router::new(&graph, node.id, index, &senders)?;
-            let receiver = receivers[node.id][index].take();
+            let receiver = receiver.take();
             let task = SubtaskContext {
                 label: format!("{label}#{index}"),
                 stats: node_stats.clone(),
@@ -292,12 +292,9 @@ async fn run_source(
         let mut router = std::mem::take(&mut task.router);
         let (back_reader, back_router, result) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let result = reader.next_batch().and_then(|batch| {
-                Ok(match batch {
-                    Some(batch) => Some((batch.num_rows(), router.partition(&batch))),
-                    None => None,
-                })
-            });
+            let result = reader
+                .next_batch()
+                .map(|batch| batch.map(|batch| (batch.num_rows(), router.partition(&batch))));
             (reader, router, result.map(|r| (r, started.elapsed())))
         })
         .await

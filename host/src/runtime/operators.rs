@@ -61,7 +61,7 @@ pub fn create(
     spec: &OperatorSpec,
     node: &Node,
     _subtask: Subtask,
-    _max_parallelism: usize,
+    max_parallelism: usize,
 ) -> Result<Box<dyn Operator>, String> {
     Ok(match spec {
         OperatorSpec::Filter {
@@ -104,6 +104,7 @@ pub fn create(
             aggr_exprs,
             input_schema,
             node.schema.clone(),
+            max_parallelism,
         )?),
         OperatorSpec::Sort {
             exprs,

@@ -25,7 +25,7 @@ pub struct Located {
 /// What a script may say.
 #[derive(Debug, Clone)]
 pub enum Statement {
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     CreateFunction(CreateFunction),
     Set {
         key: String,
@@ -150,7 +150,7 @@ pub(crate) fn split_location(message: &str) -> Option<(String, Location)> {
 
 fn parse_statement(parser: &mut Parser) -> Result<Statement, ParserError> {
     if parser.parse_keywords(&[Keyword::CREATE, Keyword::TABLE]) {
-        return parse_create_table(parser).map(Statement::CreateTable);
+        return parse_create_table(parser).map(|t| Statement::CreateTable(Box::new(t)));
     }
     if parser.peek_keyword(Keyword::CREATE) {
         let start = parser.index();
