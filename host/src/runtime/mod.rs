@@ -181,7 +181,7 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
             let router = Router::new(&graph, node.id, index, &senders)?;
             let receiver = receiver.take();
             let task = SubtaskContext {
-                label: format!("{label}#{index}"),
+                node_label: label.clone(),
                 stats: node_stats.clone(),
                 router,
             };
@@ -252,7 +252,8 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
 
 /// What every subtask task holds.
 struct SubtaskContext {
-    label: String,
+    /// `Project [1]`: for errors, which should not depend on which subtask failed first.
+    node_label: String,
     stats: Arc<OperatorStats>,
     router: Router,
 }
@@ -276,9 +277,8 @@ async fn run_source(
     table: connector::TableDef,
     request: SourceRequest,
 ) -> Result<(), RuntimeError> {
-    let label = task.label.clone();
     let connector_error = |source| RuntimeError::Connector {
-        operator: format!("{label} reading table '{}'", table.name),
+        operator: format!("reading table '{}'", table.name),
         source,
     };
     let opened = {
@@ -314,7 +314,7 @@ async fn run_source(
                     .rows_out
                     .fetch_add(rows as u64, Ordering::Relaxed);
                 let parts = parts.map_err(|message| RuntimeError::Operator {
-                    operator: task.label.clone(),
+                    operator: task.node_label.clone(),
                     message,
                 })?;
                 if !task.router.send(parts).await {
@@ -385,7 +385,7 @@ async fn run_operator(
         operator = back_operator;
         task.router = back_router;
         let (parts, started) = result.map_err(|message| RuntimeError::Operator {
-            operator: format!("{} ({})", task.label, operator.name()),
+            operator: task.node_label.clone(),
             message,
         })?;
         task.busy(started);
@@ -409,7 +409,7 @@ async fn run_sink(
 ) -> Result<(), RuntimeError> {
     let mut ended = 0;
     let error = |source| RuntimeError::Connector {
-        operator: task.label.clone(),
+        operator: task.node_label.clone(),
         source,
     };
     while let Some(envelope) = receiver.recv().await {

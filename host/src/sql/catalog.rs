@@ -282,8 +282,11 @@ impl ContextProvider for PlanningContext<'_> {
         &self.options
     }
 
+    // Sorted: DataFusion's "did you mean" picks the first of equally close names.
     fn udf_names(&self) -> Vec<String> {
-        self.scalars.keys().cloned().collect()
+        let mut names: Vec<String> = self.scalars.keys().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     fn higher_order_function_names(&self) -> Vec<String> {
@@ -291,7 +294,9 @@ impl ContextProvider for PlanningContext<'_> {
     }
 
     fn udaf_names(&self) -> Vec<String> {
-        self.aggregates.keys().cloned().collect()
+        let mut names: Vec<String> = self.aggregates.keys().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     fn udwf_names(&self) -> Vec<String> {

@@ -144,6 +144,14 @@ pub(crate) fn clean_message(error: &DataFusionError) -> String {
     if let Some((first, _)) = message.split_once(".\nThis issue was likely caused by a bug") {
         message = first.to_string();
     }
+    // A Wasm function's own argument check, wrapped by DataFusion's coercion error.
+    if let Some((_, inner)) = message.split_once("coercion failed with: ") {
+        let inner = inner
+            .strip_prefix("Error during planning: ")
+            .unwrap_or(inner);
+        let inner = inner.split(" No function matches").next().unwrap_or(inner);
+        message = inner.trim_end_matches('.').to_string();
+    }
     let mut chars = message.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
@@ -169,7 +177,7 @@ fn locate_quoted_name(message: &str, text: &str, start: Location) -> Option<Loca
             let before = lower[..at].chars().next_back();
             let after = lower[at + name.len()..].chars().next();
             let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-            if !word(before) && !word(after) {
+            if !word(before) && (name.ends_with('(') || !word(after)) {
                 return Some(location_at(text, offset + at));
             }
             from = at + name.len();
@@ -180,6 +188,21 @@ fn locate_quoted_name(message: &str, text: &str, start: Location) -> Option<Loca
 
 fn quoted_names(message: &str) -> Vec<String> {
     let mut names = Vec::new();
+    // A message about a function starts with its signature: `f(a BIGINT) -> ...`.
+    if let Some((name, _)) = message.split_once('(')
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+    {
+        names.push(format!("{name}("));
+    }
+    // DataFusion's unknown-column message does not quote the name.
+    if let Some((_, rest)) = message.split_once("no field named ") {
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
+        names.push(name.trim_end_matches('.').to_string());
+    }
     for quote in ['\'', '"', '`'] {
         let parts: Vec<&str> = message.split(quote).collect();
         for name in parts.iter().skip(1).step_by(2) {

@@ -92,20 +92,19 @@ fn run_script(script: &str, parallelism: Option<usize>, runtime: &WasmRuntime) -
                 let _ = writeln!(printed, "inserted {written} row(s) into '{table}'");
             }
             Err(e) => {
-                let message = e
-                    .to_string()
-                    .replace(&modules_dir().display().to_string(), "${MODULES}");
-                let message = message.replace(&out_dir.path().display().to_string(), "${OUT}");
-                let message = message.replace(
-                    &repo_dir().join("udfs/data").display().to_string(),
-                    "${DATA}",
-                );
-                let _ = writeln!(printed, "error: {message}");
+                let _ = writeln!(printed, "error: {e}");
                 break;
             }
         }
     }
+    // Paths differ from run to run: print the placeholders instead.
     printed
+        .replace(&modules_dir().display().to_string(), "${MODULES}")
+        .replace(&out_dir.path().display().to_string(), "${OUT}")
+        .replace(
+            &repo_dir().join("udfs/data").display().to_string(),
+            "${DATA}",
+        )
 }
 
 fn sorted_lines(text: &str) -> Vec<&str> {

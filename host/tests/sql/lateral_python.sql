@@ -18,7 +18,7 @@ ORDER BY order_id, s.position;
 
 SELECT o.order_id, seg
 FROM orders AS o CROSS JOIN LATERAL TABLE(url_segments(o.url)) AS t(pos, seg)
-WHERE pos = 0
+WHERE pos = 1
 ORDER BY o.order_id;
 
 SELECT order_id, pos, seg

@@ -1,0 +1,122 @@
+//! The json format: one JSON object per line, decoded by Arrow's JSON decoder with the declared
+//! columns.
+//!
+//! As in Flink: a missing field is null, a field not declared is ignored, and a number or boolean
+//! read into a string column becomes its text. A line that is not one whole object, or a value that
+//! does not fit its column, is a bad line.
+
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::json::reader::{Decoder, ReaderBuilder};
+use arrow::record_batch::RecordBatch;
+
+use super::lines::{LineDecoder, Newlines};
+use crate::connector::{ConnectorError, TableDef};
+
+pub(super) struct JsonLines {
+    /// The projected columns: only they are decoded, every other field is skipped.
+    schema: SchemaRef,
+    batch_size: usize,
+    decoder: Decoder,
+}
+
+impl std::fmt::Debug for JsonLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLines")
+            .field("schema", &self.schema)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JsonLines {
+    pub(super) fn new(
+        table: &TableDef,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<Self, ConnectorError> {
+        let decoder = build(&schema, batch_size).map_err(|e| {
+            ConnectorError::option(
+                table,
+                format!("the json format cannot read the columns: {e}"),
+            )
+        })?;
+        Ok(JsonLines {
+            schema,
+            batch_size,
+            decoder,
+        })
+    }
+}
+
+fn build(schema: &SchemaRef, batch_size: usize) -> Result<Decoder, ArrowError> {
+    ReaderBuilder::new(schema.clone())
+        .with_batch_size(batch_size)
+        .with_coerce_primitive(true)
+        .build_decoder()
+}
+
+/// Arrow's message without the `Json error: ` prefix that its `Display` adds.
+pub(super) fn message(error: ArrowError) -> String {
+    match error {
+        ArrowError::JsonError(message)
+        | ArrowError::ParseError(message)
+        | ArrowError::CsvError(message) => message,
+        other => other.to_string(),
+    }
+}
+
+impl LineDecoder for JsonLines {
+    fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        // Line by line into one decoder (a call per line is cheap; the work is per byte), so that
+        // the rows a line added can be counted: the decoder itself would take a line of two
+        // objects, or an object spread over lines, without complaint.
+        let mut start = 0;
+        for newline in Newlines::new(lines) {
+            let line = &lines[start..=newline];
+            start = newline + 1;
+            if self.decoder.len() >= self.batch_size {
+                self.flush(out)?;
+            }
+            let before = self.decoder.len();
+            // The decoder stops early only when the batch is full: what is left of the line
+            // must then be blank.
+            let read = self.decoder.decode(line).map_err(message)?;
+            if self.decoder.has_partial_record() {
+                return Err("incomplete JSON value (each line must hold one whole object)".into());
+            }
+            let rows = self.decoder.len() - before;
+            if rows > 1 || (read < line.len() && !is_blank(&line[read..])) {
+                return Err("more than one JSON value on one line".into());
+            }
+        }
+        if start < lines.len() {
+            return Err("a line without a newline".into());
+        }
+        self.flush(out)
+    }
+
+    fn reset(&mut self) -> Result<(), String> {
+        self.decoder = build(&self.schema, self.batch_size).map_err(message)?;
+        Ok(())
+    }
+
+    fn explain(&self, _line: &[u8], error: String) -> String {
+        error
+    }
+}
+
+impl JsonLines {
+    fn flush(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if let Some(batch) = self.decoder.flush().map_err(message)? {
+            out.push(batch);
+        }
+        Ok(())
+    }
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
