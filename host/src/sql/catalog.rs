@@ -179,6 +179,8 @@ impl<'a> PlanningContext<'a> {
             }
             scalars.insert(function.name().to_string(), function);
         }
+        let flink_mod = Arc::new(ScalarUDF::new_from_impl(super::flink::Mod::default()));
+        scalars.insert("mod".to_string(), flink_mod);
         let mut aggregates = HashMap::new();
         for function in datafusion_functions_aggregate::all_default_aggregate_functions() {
             for alias in function.aliases() {

@@ -9,6 +9,7 @@
 //! (`job`), which registers what `describe` said.
 
 pub mod catalog;
+pub mod flink;
 pub mod lateral;
 pub mod parser;
 pub mod types;
@@ -240,6 +241,8 @@ pub(crate) fn config() -> Arc<ConfigOptions> {
     let mut options = ConfigOptions::default();
     // Weir's strings are Utf8 end to end (the Wasm ABI and the connectors).
     options.sql_parser.map_string_types_to_utf8view = false;
+    // Flink reads `0.908` as DECIMAL(3, 3), not DOUBLE: exact money arithmetic (Nexmark q1).
+    options.sql_parser.parse_float_as_decimal = true;
     options.execution.target_partitions = 1;
     Arc::new(options)
 }

@@ -6,4 +6,5 @@ mod examples;
 mod golden;
 mod hostile;
 mod loading;
+mod nexmark;
 mod python;
