@@ -215,10 +215,13 @@ fn nexmark_queries_agree_with_a_recomputation() {
     }
     let columns: Vec<Vec<Option<i64>>> = (0..6).map(|c| int_column(&q17, c)).collect();
     assert_eq!(columns[0].len(), expected.len());
-    for row in 0..columns[0].len() {
-        let auction = columns[0][row].expect("auction");
+    for (row, auction) in columns[0].iter().enumerate() {
+        let auction = auction.expect("auction");
         let e = expected[&auction];
-        let got: Vec<i64> = (1..6).map(|c| columns[c][row].expect("value")).collect();
+        let got: Vec<i64> = columns[1..]
+            .iter()
+            .map(|c| c[row].expect("value"))
+            .collect();
         assert_eq!(got, [e.0, e.1, e.2, e.3, e.4], "auction {auction}");
     }
 
