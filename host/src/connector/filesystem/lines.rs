@@ -3,10 +3,10 @@
 //! A range `start..end` of a file owns the lines that start in it: its reader skips to the first
 //! line start at or after `start` and stops after the line that holds byte `end - 1`, so adjacent
 //! ranges share no line and miss none. The reader reads large blocks and hands the whole lines of
-//! each block to a [`LineDecoder`] at once (Arrow's decoders are fast in bulk, slow row by row).
-//! Only when a block fails, or yields another number of rows than it has lines, does the reader
-//! bisect the block to find the bad lines; only when it reports one does it count the lines before
-//! it, from the start of the file.
+//! each block to a [`LineDecoder`] at once (Arrow's decoders are fast in bulk, slow row by row),
+//! which fails the block if any line is not exactly one row. Only then does the reader bisect the
+//! block to find the bad lines, and only when it reports one does it count the lines before it,
+//! from the start of the file: line numbers cost nothing until there is an error.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -378,11 +378,9 @@ impl<D: LineDecoder> Salvage<'_, D> {
 /// are found once per row on the good path, so a byte-by-byte search would show in profiles.
 pub(super) struct Newlines<'a> {
     bytes: &'a [u8],
-    /// The offset of the word `flags` came from.
+    /// The offset of the word `flags` describes.
     base: usize,
-    /// The next offset to load a word from.
-    next: usize,
-    /// The high bit of each byte of the current word that is a newline.
+    /// The high bit of each byte of the word that is a newline not yet returned.
     flags: u64,
 }
 
@@ -391,8 +389,7 @@ impl<'a> Newlines<'a> {
         Newlines {
             bytes,
             base: 0,
-            next: 0,
-            flags: 0,
+            flags: word_newlines(bytes),
         }
     }
 }
@@ -401,28 +398,33 @@ impl Iterator for Newlines<'_> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
-        const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-        const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
         while self.flags == 0 {
-            let rest = self
-                .bytes
-                .get(self.next..)
-                .filter(|rest| !rest.is_empty())?;
-            let take = rest.len().min(8);
-            // A short last word is padded with zeros, which are not newlines.
-            let mut le = [0u8; 8];
-            le[..take].copy_from_slice(&rest[..take]);
-            // A byte of `x` is zero exactly where the word has a newline; this sets the high bit
-            // of exactly those bytes, with no carry between bytes.
-            let x = u64::from_le_bytes(le) ^ NEWLINES;
-            self.flags = !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
-            self.base = self.next;
-            self.next += 8;
+            self.base += 8;
+            self.flags = word_newlines(self.bytes.get(self.base..).filter(|b| !b.is_empty())?);
         }
         let at = self.base + (self.flags.trailing_zeros() / 8) as usize;
         self.flags &= self.flags - 1;
         Some(at)
     }
+}
+
+/// The high bit set in each byte of the first eight of `bytes` that is a newline.
+fn word_newlines(bytes: &[u8]) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let word = match bytes.first_chunk::<8>() {
+        Some(word) => u64::from_le_bytes(*word),
+        None => {
+            // A short last word is padded with zeros, which are not newlines.
+            let mut word = [0u8; 8];
+            word[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(word)
+        }
+    };
+    // `x` has a zero byte exactly where the word has a newline; the high bit of exactly those
+    // bytes comes out set, with no carry from one byte into the next.
+    let x = word ^ NEWLINES;
+    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
 }
 
 /// The 1-based number of the line starting at byte `offset` of the file: counted only for an

@@ -48,6 +48,7 @@ pub(super) fn open(
         subtask: subtask.index,
         part: None,
         finished: false,
+        failed: false,
     }))
 }
 
@@ -58,6 +59,8 @@ struct FileSink {
     subtask: usize,
     part: Option<Part>,
     finished: bool,
+    /// A write to the part file failed part-way: it must never become visible.
+    failed: bool,
 }
 
 /// The part file being written.
@@ -201,9 +204,12 @@ impl SinkWriter for FileSink {
             Encoder::Json(writer) => writer.write(&batch).map_err(|e| e.to_string()),
             Encoder::Parquet(writer) => writer.write(&batch).map_err(|e| e.to_string()),
         };
-        result.map_err(|message| ConnectorError::Io {
-            path: part.in_progress.clone(),
-            message: format!("cannot write: {message}"),
+        result.map_err(|message| {
+            self.failed = true;
+            ConnectorError::Io {
+                path: part.in_progress.clone(),
+                message: format!("cannot write: {message}"),
+            }
         })
     }
 
@@ -212,6 +218,12 @@ impl SinkWriter for FileSink {
         let Some(part) = self.part.take() else {
             return Ok(());
         };
+        if self.failed {
+            return Err(ConnectorError::Io {
+                path: part.in_progress,
+                message: "a write failed, so the part file stays hidden".into(),
+            });
+        }
         let in_progress = part.in_progress;
         let fail = |message: String| ConnectorError::Io {
             path: in_progress.clone(),

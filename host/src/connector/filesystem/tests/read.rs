@@ -105,29 +105,40 @@ fn json_bad_lines_are_reported_with_their_line_number() {
 #[test]
 fn a_bad_line_in_a_later_range_has_its_line_number_in_the_file() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut text = json_lines(300);
-    let at = text
-        .match_indices('\n')
-        .nth(248)
-        .map(|(i, _)| i + 1)
-        .expect("250 lines");
-    text.insert_str(at, "{\"id\": oops}\n");
-    let file = dir.path().join("big.json");
-    write(&file, &text);
-    let table = table(&file, "json", &[]);
-    for count in [1, 2, 3] {
-        let mut errors = Vec::new();
-        for index in 0..count {
-            if let Err(e) = read_with(&table, subtask(index, count), None, 10, SMALL) {
-                errors.push(e);
+    for (format, text, bad, options) in [
+        ("json", json_lines(300), "{\"id\": oops}\n", vec![]),
+        (
+            "csv",
+            csv_lines(300),
+            "1,2,3\n",
+            vec![("csv.header", "true")],
+        ),
+    ] {
+        // The bad line becomes line 250 of the file.
+        let mut text = text;
+        let at = text
+            .match_indices('\n')
+            .nth(248)
+            .map(|(i, _)| i + 1)
+            .expect("250 lines");
+        text.insert_str(at, bad);
+        let file = dir.path().join(format!("big.{format}"));
+        write(&file, &text);
+        let table = table(&file, format, &options);
+        for count in [1, 2, 3] {
+            let mut errors = Vec::new();
+            for index in 0..count {
+                if let Err(e) = read_with(&table, subtask(index, count), None, 10, SMALL) {
+                    errors.push(e);
+                }
             }
-        }
-        match errors.as_slice() {
-            [ConnectorError::Parse { line, path, .. }] => {
-                assert_eq!(*line, 250);
-                assert_eq!(path, &file);
+            match errors.as_slice() {
+                [ConnectorError::Parse { line, path, .. }] => {
+                    assert_eq!(*line, 250, "{format}");
+                    assert_eq!(path, &file);
+                }
+                other => panic!("expected one parse error, got {other:?}"),
             }
-            other => panic!("expected one parse error, got {other:?}"),
         }
     }
 }
