@@ -143,6 +143,20 @@ impl WasmFunction {
             .collect()
     }
 
+    /// [`WasmFunction::coerce`] as DataFusion's planner wants it.
+    fn planned_coerce(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.coerce(arg_types)
+            .or_else(|message| plan_err!("{message}"))
+    }
+
+    /// The type of the (first) result.
+    fn result_type(&self) -> DfResult<DataType> {
+        match self.spec.results.first() {
+            Some(result) => Ok(result.data_type.arrow_type()),
+            None => plan_err!("{} returns nothing", self.signature()),
+        }
+    }
+
     /// Calls the scalar function on one batch of argument arrays.
     pub fn call_scalar(&self, args: &[ArrayRef], rows: usize) -> Result<ArrayRef, UdfError> {
         let started = Instant::now();
@@ -198,6 +212,26 @@ fn udf_error(error: UdfError) -> DataFusionError {
     DataFusionError::External(Box::new(error))
 }
 
+/// DataFusion's functions must be `Eq` and `Hash`: a registered function is itself.
+macro_rules! same_function_is_equal {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.function, &other.function)
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl Hash for $t {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.function.sql_name.hash(state);
+                self.function.module.id.hash(state);
+            }
+        }
+    };
+}
+
 /// A Wasm scalar function as a DataFusion scalar function.
 #[derive(Debug)]
 pub struct WasmScalar {
@@ -215,20 +249,7 @@ impl WasmScalar {
     }
 }
 
-impl PartialEq for WasmScalar {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.function, &other.function)
-    }
-}
-
-impl Eq for WasmScalar {}
-
-impl Hash for WasmScalar {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.sql_name.hash(state);
-        self.function.module.id.hash(state);
-    }
-}
+same_function_is_equal!(WasmScalar);
 
 impl ScalarUDFImpl for WasmScalar {
     fn name(&self) -> &str {
@@ -240,16 +261,11 @@ impl ScalarUDFImpl for WasmScalar {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        self.function
-            .coerce(arg_types)
-            .or_else(|message| plan_err!("{message}"))
+        self.function.planned_coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        match self.function.spec.results.first() {
-            Some(result) => Ok(result.data_type.arrow_type()),
-            None => plan_err!("{} returns nothing", self.function.signature()),
-        }
+        self.function.result_type()
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
@@ -290,20 +306,7 @@ impl WasmAggregate {
     }
 }
 
-impl PartialEq for WasmAggregate {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.function, &other.function)
-    }
-}
-
-impl Eq for WasmAggregate {}
-
-impl Hash for WasmAggregate {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.sql_name.hash(state);
-        self.function.module.id.hash(state);
-    }
-}
+same_function_is_equal!(WasmAggregate);
 
 impl AggregateUDFImpl for WasmAggregate {
     fn name(&self) -> &str {
@@ -315,16 +318,11 @@ impl AggregateUDFImpl for WasmAggregate {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> DfResult<Vec<DataType>> {
-        self.function
-            .coerce(arg_types)
-            .or_else(|message| plan_err!("{message}"))
+        self.function.planned_coerce(arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
-        match self.function.spec.results.first() {
-            Some(result) => Ok(result.data_type.arrow_type()),
-            None => plan_err!("{} returns nothing", self.function.signature()),
-        }
+        self.function.result_type()
     }
 
     fn accumulator(&self, _args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
