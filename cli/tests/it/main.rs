@@ -369,3 +369,81 @@ fn a_bad_python_module_fails_the_build_with_its_reason() {
         "cannot run /nonexistent/python",
     );
 }
+
+/// Writes a script into the scratch directory (beside the built modules) and returns its path.
+fn script(name: &str, text: &str) -> String {
+    let path = scratch().join(name);
+    std::fs::write(&path, text).expect("write script");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn run_prints_query_results_and_writes_tables() {
+    built("currency");
+    let data = repo().join("udfs/data/orders.csv");
+    let text = format!(
+        "CREATE TABLE orders (order_id BIGINT, country STRING, url STRING, price_cents BIGINT, \
+         price DOUBLE, quantity INT, c STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+         'format' = 'csv', 'csv.header' = 'true');\n\
+         CREATE FUNCTION to_usd AS 'to_usd' LANGUAGE WASM USING JAR 'currency.wasm';\n\
+         CREATE TABLE out (order_id BIGINT, usd DOUBLE) WITH ('connector' = 'filesystem', \
+         'path' = 'run_out', 'format' = 'csv');\n\
+         INSERT INTO out SELECT order_id, to_usd(price_cents) FROM orders WHERE country = 'DE';\n\
+         SELECT country, COUNT(*) AS n FROM orders GROUP BY country ORDER BY country;\n",
+        data.display()
+    );
+    let path = script("run_ok.sql", &text);
+    let out = weir(&["run", &path, "--parallelism", "2", "--stats"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| DE      | 3 |"), "{stdout}");
+    assert!(stderr.contains("inserted 3 row(s) into 'out'"), "{stderr}");
+    assert!(
+        stderr.contains("function to_usd: "),
+        "--stats names the UDF: {stderr}"
+    );
+    // The sink's part files hold exactly the inserted rows.
+    let mut rows: Vec<String> = std::fs::read_dir(scratch().join("run_out"))
+        .expect("sink dir")
+        .flat_map(|e| {
+            let path = e.expect("entry").path();
+            std::fs::read_to_string(path)
+                .expect("part file")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(rows, ["1,19.99", "3,120.0", "7,1.0"]);
+}
+
+#[test]
+fn run_reports_a_bad_script_with_its_line() {
+    let path = script(
+        "run_bad.sql",
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'print');\nSELECT b FROM t;\n",
+    );
+    let out = weir(&["run", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run_bad.sql:2:8: no field named b"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("  SELECT b FROM t;\n         ^"),
+        "{stderr}"
+    );
+
+    let path = script(
+        "run_reader.sql",
+        "CREATE TABLE t (a BIGINT) WITH ('connector' = 'print');\nSELECT a FROM t;\n",
+    );
+    fails_with(&["run", &path], "the 'print' connector cannot be read from");
+    fails_with(
+        &["run", &path, "--set", "no.such=1"],
+        "unknown setting 'no.such'",
+    );
+}
