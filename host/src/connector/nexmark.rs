@@ -15,11 +15,11 @@
 //!
 //! Generation is columnar and only for the projected columns: a batch is a list of event indexes,
 //! and each column is filled from them by one loop over a counter-based random number (splitmix64
-//! of the seed, the field and the index), with strings copied out of a fixed pool of random text.
+//! of the seed, the field and the index). Strings are copied out of a fixed pool of random text or
+//! out of a table of the channels and their urls, built when a reader opens.
 //!
 //! **Boundary:** pure computation; the only effect is the optional throttle's sleep.
 
-use std::f64::consts::LN_10;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -667,45 +667,49 @@ impl Generator {
 
     fn column(&self, column: &Column, rows: &[u64]) -> Result<ArrayRef, ConnectorError> {
         let pools = pools();
+        let prices = price_steps();
         let s = self.stream(column.field);
         let array = match column.field {
             Field::DateTime => self.timestamps(rows, &column.data_type, None)?,
             Field::Expires => self.timestamps(rows, &column.data_type, Some(s))?,
             Field::Extra => {
                 let extra = self.kind.extra();
-                self.strings(rows, extra.average(), |i, out| {
+                strings(rows, extra.max(), |i, out| {
                     let r = s.at(i);
-                    out.extend_from_slice(pool_slice(&pools.letters, r, extra.pick(r)));
-                })?
+                    let start = pool_start(r);
+                    let longest = &pools.letters[start..start + extra.max()];
+                    push_prefix(out, longest, extra.pick(r));
+                })
             }
 
             Field::Auction => ints(rows, |i| bid_auction(i, s.at(i))),
             Field::Bidder => ints(rows, |i| bid_bidder(i, s.at(i))),
-            Field::Price => ints(rows, |i| price(s.at(i))),
+            Field::Price => ints(rows, |i| price(prices, s.at(i))),
             Field::Channel | Field::Url => {
                 let Some(table) = &self.channels else {
                     return Err(self.bug("the channel table was not built".to_string()));
                 };
                 // Channel and url come from the same draw: a url belongs to its channel.
                 let s = self.stream(Field::Channel);
-                let (strings, average) = if column.field == Field::Channel {
-                    (&table.names, 10)
+                let entries = if column.field == Field::Channel {
+                    &table.names
                 } else {
-                    (&table.urls, 60)
+                    &table.urls
                 };
-                self.strings(rows, average, |i, out| {
-                    out.extend_from_slice(strings.get(channel_slot(s.at(i))));
-                })?
+                strings(rows, entries.stride, |i, out| {
+                    let (slot, len) = entries.slot(channel_slot(s.at(i)));
+                    push_prefix(out, slot, len);
+                })
             }
 
             Field::PersonId => ints(rows, |i| FIRST_PERSON_ID + last_person(i)),
-            Field::Name => self.strings(rows, 12, |i, out| {
+            Field::Name => strings(rows, 14, |i, out| {
                 let r = s.at(i);
                 out.extend_from_slice(pick(&FIRST_NAMES, r).as_bytes());
                 out.push(b' ');
                 out.extend_from_slice(pick(&LAST_NAMES, r.rotate_left(32)).as_bytes());
-            })?,
-            Field::EmailAddress => self.strings(rows, 13, |i, out| {
+            }),
+            Field::EmailAddress => strings(rows, 15, |i, out| {
                 // Beam's local part is 3 to 6 characters, the domain 3 or 4, then ".com".
                 let r = s.at(i);
                 let local_len = 3 + below(r, 4) as usize;
@@ -714,8 +718,8 @@ impl Generator {
                 out.push(b'@');
                 out.extend_from_slice(pool_slice(&pools.letters, r >> 16, domain_len));
                 out.extend_from_slice(b".com");
-            })?,
-            Field::CreditCard => self.strings(rows, 19, |i, out| {
+            }),
+            Field::CreditCard => strings(rows, 19, |i, out| {
                 // Four groups of four digits: 16 digits from one draw.
                 let mut digits = below(s.at(i), 10_000_000_000_000_000);
                 let mut card = [b' '; 19];
@@ -726,56 +730,37 @@ impl Generator {
                     }
                 }
                 out.extend_from_slice(&card);
-            })?,
-            Field::City => self.strings(rows, 8, |i, out| {
+            }),
+            Field::City => strings(rows, 13, |i, out| {
                 out.extend_from_slice(pick(&US_CITIES, s.at(i)).as_bytes());
-            })?,
-            Field::State => self.strings(rows, 2, |i, out| {
+            }),
+            Field::State => strings(rows, 2, |i, out| {
                 out.extend_from_slice(pick(&US_STATES, s.at(i)).as_bytes());
-            })?,
+            }),
 
             Field::AuctionId => ints(rows, |i| {
                 FIRST_AUCTION_ID + i / EPOCH * AUCTIONS_PER_EPOCH + i % EPOCH - 1
             }),
             // Beam's item names and descriptions: up to 20 and 100 characters with spaces, trimmed.
-            Field::ItemName => self.strings(rows, 11, |i, out| {
+            Field::ItemName => strings(rows, 19, |i, out| {
                 let r = s.at(i);
                 out.extend_from_slice(pool_slice(&pools.spaced, r, 3 + below(r, 17) as usize));
-            })?,
-            Field::Description => self.strings(rows, 51, |i, out| {
+            }),
+            Field::Description => strings(rows, 99, |i, out| {
                 let r = s.at(i);
                 out.extend_from_slice(pool_slice(&pools.spaced, r, 3 + below(r, 97) as usize));
-            })?,
-            Field::InitialBid => ints(rows, |i| price(s.at(i))),
+            }),
+            Field::InitialBid => ints(rows, |i| price(prices, s.at(i))),
             Field::Reserve => {
                 let initial = self.stream(Field::InitialBid);
-                ints(rows, |i| price(initial.at(i)) + price(s.at(i)))
+                ints(rows, |i| {
+                    price(prices, initial.at(i)) + price(prices, s.at(i))
+                })
             }
             Field::Seller => ints(rows, |i| seller(i, s.at(i))),
             Field::Category => ints(rows, |i| FIRST_CATEGORY_ID + below(s.at(i), NUM_CATEGORIES)),
         };
         Ok(array)
-    }
-
-    /// A string column: `fill` appends row `i`'s bytes (always ASCII).
-    fn strings(
-        &self,
-        rows: &[u64],
-        average: usize,
-        mut fill: impl FnMut(u64, &mut Vec<u8>),
-    ) -> Result<ArrayRef, ConnectorError> {
-        let mut values = Vec::with_capacity(rows.len() * average);
-        let mut offsets = Vec::with_capacity(rows.len() + 1);
-        offsets.push(0i32);
-        for &i in rows {
-            fill(i, &mut values);
-            // Cannot truncate: MAX_BATCH_ROWS rows of at most 512 bytes.
-            offsets.push(values.len() as i32);
-        }
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-        StringArray::try_new(offsets, Buffer::from_vec(values), None)
-            .map(|array| Arc::new(array) as ArrayRef)
-            .map_err(|e| self.bug(format!("generated an invalid string column: {e}")))
     }
 
     /// `dateTime` or, with the `expires` stream, `expires`, in the declared unit and time zone.
@@ -841,6 +826,32 @@ impl Generator {
     }
 }
 
+/// A string column: `fill` appends row `i`'s bytes, at most `max_len` of them, all ASCII
+/// (from the pools, constants and digits).
+fn strings(rows: &[u64], max_len: usize, mut fill: impl FnMut(u64, &mut Vec<u8>)) -> ArrayRef {
+    // Room for the longest strings: growing the buffer would copy it.
+    let mut values = Vec::with_capacity(rows.len() * max_len);
+    let mut offsets = Vec::with_capacity(rows.len() + 1);
+    offsets.push(0i32);
+    for &i in rows {
+        fill(i, &mut values);
+        // Cannot truncate: MAX_BATCH_ROWS rows of at most 512 bytes.
+        offsets.push(values.len() as i32);
+    }
+    debug_assert!(values.is_ascii() && values.len() <= i32::MAX as usize);
+    // SAFETY: the offsets start at 0 and never decrease, the last is the values' length, and
+    // the values are ASCII, hence UTF-8 with every offset a char boundary: `try_new` would
+    // succeed; its checks would only be a second pass over every offset and every byte.
+    let array = unsafe {
+        StringArray::new_unchecked(
+            OffsetBuffer::new_unchecked(ScalarBuffer::from(offsets)),
+            Buffer::from_vec(values),
+            None,
+        )
+    };
+    Arc::new(array)
+}
+
 fn ints(rows: &[u64], value: impl Fn(u64) -> u64) -> ArrayRef {
     // Ids and prices stay far below 2^63.
     let values: Vec<i64> = rows.iter().map(|&i| value(i) as i64).collect();
@@ -858,53 +869,49 @@ fn last_auction_before_bid(index: u64) -> u64 {
     index / EPOCH * AUCTIONS_PER_EPOCH + AUCTIONS_PER_EPOCH - 1
 }
 
-/// Beam's `nextInt(ratio) > 0`: true for `(ratio - 1) / ratio` of the draws.
-fn hot(r: u64, ratio: u64) -> bool {
-    !r.is_multiple_of(ratio)
+/// Beam's `if (nextInt(ratio) > 0) hot else other`, true for `(ratio - 1) / ratio` of the draws.
+/// Both values are computed up front: the choice is a fresh coin flip for each row, which a
+/// branch would mispredict often (it made the bid columns four times slower).
+#[inline]
+fn hot_or<T>(r: u64, ratio: u64, hot: T, other: T) -> T {
+    std::hint::select_unpredictable(!r.is_multiple_of(ratio), hot, other)
 }
 
 /// A bid's auction: the hot one (the first of the latest pair of auctions) or one in flight.
 fn bid_auction(index: u64, r: u64) -> u64 {
     let last = last_auction_before_bid(index);
-    let base0 = if hot(r, HOT_AUCTION_RATIO) {
-        last / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO
-    } else {
-        let first = last.saturating_sub(IN_FLIGHT_AUCTIONS);
-        first + below(r, last - first + 1)
-    };
-    FIRST_AUCTION_ID + base0
+    let first = last.saturating_sub(IN_FLIGHT_AUCTIONS);
+    let hot = last / HOT_AUCTION_RATIO * HOT_AUCTION_RATIO;
+    FIRST_AUCTION_ID
+        + hot_or(
+            r,
+            HOT_AUCTION_RATIO,
+            hot,
+            first + below(r, last - first + 1),
+        )
 }
 
 /// A bid's bidder: the hot one or an active person.
 fn bid_bidder(index: u64, r: u64) -> u64 {
     let last = last_person(index);
-    let base0 = if hot(r, HOT_BIDDER_RATIO) {
-        // Beam's hot bidder is the second person of the latest group of HOT_BIDDER_RATIO, so that
-        // it is never a hot seller (the first). Until that person exists, it is the previous
-        // group's second, or the only person.
-        let hot = last / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1;
-        if hot <= last {
-            hot
-        } else if hot > HOT_BIDDER_RATIO {
-            hot - HOT_BIDDER_RATIO
-        } else {
-            last
-        }
+    // Beam's hot bidder is the second person of the latest group of HOT_BIDDER_RATIO, so that it
+    // is never a hot seller (the first). Until that person exists, it is the previous group's
+    // second, or the only person.
+    let second = last / HOT_BIDDER_RATIO * HOT_BIDDER_RATIO + 1;
+    let hot = if second <= last {
+        second
+    } else if second > HOT_BIDDER_RATIO {
+        second - HOT_BIDDER_RATIO
     } else {
-        active_person(index, r)
+        last
     };
-    FIRST_PERSON_ID + base0
+    FIRST_PERSON_ID + hot_or(r, HOT_BIDDER_RATIO, hot, active_person(index, r))
 }
 
 /// An auction's seller: the hot one (the first of the latest group of persons) or an active one.
 fn seller(index: u64, r: u64) -> u64 {
-    let last = last_person(index);
-    let base0 = if hot(r, HOT_SELLER_RATIO) {
-        last / HOT_SELLER_RATIO * HOT_SELLER_RATIO
-    } else {
-        active_person(index, r)
-    };
-    FIRST_PERSON_ID + base0
+    let hot = last_person(index) / HOT_SELLER_RATIO * HOT_SELLER_RATIO;
+    FIRST_PERSON_ID + hot_or(r, HOT_SELLER_RATIO, hot, active_person(index, r))
 }
 
 /// Base-0 id of one of the latest ACTIVE_PEOPLE persons at event `index`.
@@ -914,18 +921,33 @@ fn active_person(index: u64, r: u64) -> u64 {
     first + below(r, last - first + 1)
 }
 
-/// Beam's prices: 10^(6u) × 100 for a uniform u, so from 100 to 100,000,000, log-uniform.
-fn price(r: u64) -> u64 {
-    (unit_interval(r) * 6.0 * LN_10).exp().mul_add(100.0, 0.5) as u64
+/// Beam's prices: 10^(6u) × 100 cents for a uniform u, so from $1 to $1,000,000, log-uniform.
+/// Interpolated between `PRICE_STEPS` powers of ten (within 0.003% of the exact power): a call to
+/// `exp` cost more than all the rest of the price column.
+fn price(steps: &[f64; PRICE_STEPS + 1], r: u64) -> u64 {
+    const FRACTION_BITS: u32 = 64 - PRICE_STEP_BITS;
+    let step = (r >> FRACTION_BITS) as usize;
+    // The fraction's 53 high bits, as a double in [0, 1).
+    let fraction = ((r << PRICE_STEP_BITS) >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    let (low, high) = (steps[step], steps[step + 1]);
+    // Through i64: one instruction converts a double to it, where u64 takes several.
+    (((high - low) * fraction + low) * 100.0 + 0.5) as i64 as u64
+}
+
+const PRICE_STEP_BITS: u32 = 10;
+const PRICE_STEPS: usize = 1 << PRICE_STEP_BITS;
+
+/// 10^(6 × i / PRICE_STEPS) for i in 0..=PRICE_STEPS.
+fn price_steps() -> &'static [f64; PRICE_STEPS + 1] {
+    static STEPS: OnceLock<[f64; PRICE_STEPS + 1]> = OnceLock::new();
+    STEPS.get_or_init(|| std::array::from_fn(|i| 10f64.powf(6.0 * i as f64 / PRICE_STEPS as f64)))
 }
 
 /// The channel table's entry for a bid: a hot channel, or one of CHANNELS others.
 fn channel_slot(r: u64) -> usize {
-    if hot(r, HOT_CHANNEL_RATIO) {
-        ((r >> 1) % HOT_CHANNELS.len() as u64) as usize
-    } else {
-        HOT_CHANNELS.len() + below(r, CHANNELS) as usize
-    }
+    let hot = (r >> 1) % HOT_CHANNELS.len() as u64;
+    let other = HOT_CHANNELS.len() as u64 + below(r, CHANNELS);
+    hot_or(r, HOT_CHANNEL_RATIO, hot, other) as usize
 }
 
 /// Every channel's name and url: the hot ones, then `channel-0` … `channel-9999`.
@@ -939,14 +961,12 @@ impl ChannelTable {
     /// Built once per reader (10,004 short strings) so that bids only copy bytes.
     fn new(seed: u64) -> Self {
         let urls_stream = Stream::new(seed, STREAM_URLS);
-        let mut names = StringTable::default();
-        let mut urls = StringTable::default();
-        for (i, name) in HOT_CHANNELS.iter().enumerate() {
-            names.push(name);
-            urls.push(&base_url(urls_stream.at(i as u64)));
-        }
+        let mut names: Vec<String> = HOT_CHANNELS.iter().map(|n| n.to_string()).collect();
+        let mut urls: Vec<String> = (0..HOT_CHANNELS.len() as u64)
+            .map(|i| base_url(urls_stream.at(i)))
+            .collect();
         for channel in 0..CHANNELS {
-            names.push(&format!("channel-{channel}"));
+            names.push(format!("channel-{channel}"));
             let r = urls_stream.at(HOT_CHANNELS.len() as u64 + channel);
             let mut url = base_url(r);
             // As Beam: most channels' urls carry a channel id (its number's bits reversed).
@@ -954,9 +974,12 @@ impl ChannelTable {
                 let id = (channel as u32).reverse_bits();
                 url.push_str(&format!("&channel_id={id}"));
             }
-            urls.push(&url);
+            urls.push(url);
         }
-        Self { names, urls }
+        Self {
+            names: StringTable::new(&names),
+            urls: StringTable::new(&urls),
+        }
     }
 }
 
@@ -980,19 +1003,40 @@ fn base_url(r: u64) -> String {
     url
 }
 
-/// Strings stored end to end.
+/// Short strings in fixed-size slots, so that fetching one touches one place in memory (the
+/// lengths are small enough to stay in cache).
 struct StringTable {
     bytes: Vec<u8>,
-    /// `offsets[i]..offsets[i + 1]` is string `i`.
-    offsets: Vec<usize>,
+    lens: Vec<u8>,
+    /// Slot size: the longest string's length.
+    stride: usize,
 }
 
-impl Default for StringTable {
-    fn default() -> Self {
-        Self {
-            bytes: Vec::new(),
-            offsets: vec![0],
+impl StringTable {
+    /// Every string is shorter than 256 bytes.
+    fn new(strings: &[String]) -> Self {
+        let stride = strings.iter().map(String::len).max().unwrap_or(0);
+        debug_assert!(stride <= usize::from(u8::MAX));
+        let mut bytes = vec![0; strings.len() * stride];
+        for (slot, s) in bytes.chunks_exact_mut(stride.max(1)).zip(strings) {
+            slot[..s.len()].copy_from_slice(s.as_bytes());
         }
+        let lens = strings.iter().map(|s| s.len() as u8).collect();
+        Self {
+            bytes,
+            lens,
+            stride,
+        }
+    }
+
+    /// String `i`'s slot (`stride` bytes) and its length in it.
+    #[inline]
+    fn slot(&self, i: usize) -> (&[u8], usize) {
+        let start = i * self.stride;
+        (
+            &self.bytes[start..start + self.stride],
+            usize::from(self.lens[i]),
+        )
     }
 }
 
@@ -1000,19 +1044,9 @@ impl std::fmt::Debug for StringTable {
     // The strings themselves are hundreds of kilobytes of noise.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StringTable")
-            .field("len", &(self.offsets.len() - 1))
+            .field("len", &self.lens.len())
+            .field("stride", &self.stride)
             .finish_non_exhaustive()
-    }
-}
-
-impl StringTable {
-    fn push(&mut self, s: &str) {
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.offsets.push(self.bytes.len());
-    }
-
-    fn get(&self, i: usize) -> &[u8] {
-        &self.bytes[self.offsets[i]..self.offsets[i + 1]]
     }
 }
 
@@ -1065,12 +1099,6 @@ fn below(r: u64, n: u64) -> u64 {
     ((u128::from(r) * u128::from(n)) >> 64) as u64
 }
 
-/// A uniform number in `[0, 1)` from the 53 high bits of `r`.
-#[inline]
-fn unit_interval(r: u64) -> f64 {
-    (r >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-}
-
 #[inline]
 fn pick<'a>(choices: &[&'a str], r: u64) -> &'a str {
     choices[below(r, choices.len() as u64) as usize]
@@ -1092,8 +1120,8 @@ impl ExtraLength {
         }
     }
 
-    fn average(self) -> usize {
-        (self.min + self.spread / 2) as usize
+    fn max(self) -> usize {
+        (self.min + self.spread) as usize
     }
 
     #[inline]
@@ -1139,12 +1167,26 @@ fn pools() -> &'static Pools {
     })
 }
 
-/// `len` bytes of `pool` from an offset taken from the low bits of `r`, without leading or
-/// trailing spaces.
+/// Where a string starts in a pool: the low bits of `r`.
+#[inline]
+fn pool_start(r: u64) -> usize {
+    (r as usize) & (POOL_LEN - 1)
+}
+
+/// `len` bytes of `pool` from `pool_start(r)`, without leading or trailing spaces.
 #[inline]
 fn pool_slice(pool: &[u8], r: u64, len: usize) -> &[u8] {
-    let start = (r as usize) & (POOL_LEN - 1);
+    let start = pool_start(r);
     pool[start..start + len].trim_ascii()
+}
+
+/// Appends the first `len` bytes of `source`. Copies all of `source`, then drops the rest: a copy
+/// of the same size for every row, where one of each row's size would branch on it.
+#[inline]
+fn push_prefix(out: &mut Vec<u8>, source: &[u8], len: usize) {
+    let end = out.len() + len;
+    out.extend_from_slice(source);
+    out.truncate(end);
 }
 
 #[cfg(test)]
