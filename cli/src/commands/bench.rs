@@ -125,7 +125,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let json_dir = tempfile_dir()?;
+    let json_dir = json_scratch_dir();
     if args.json {
         // Write the bids once, then read them back for q0.
         let script = format!(
@@ -169,9 +169,9 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
-    Ok(dir)
+/// Where `--json` writes the bids it reads back (removed at the end).
+fn json_scratch_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()))
 }
 
 fn run_script(

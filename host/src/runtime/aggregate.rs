@@ -20,7 +20,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::{EmitTo, Expr, GroupsAccumulator};
 use datafusion_functions_aggregate_common::aggregate::groups_accumulator::GroupsAccumulatorAdapter;
 use datafusion_physical_expr::PhysicalExpr;
-use datafusion_physical_expr::aggregate::AggregateExprBuilder;
+use datafusion_physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 
 use super::operators::{Operator, evaluate, make_batch, physical};
 use crate::functions::{WasmAggregate, WasmFunction};
@@ -32,6 +32,8 @@ enum Aggregator {
     BuiltIn {
         args: Vec<Arc<dyn PhysicalExpr>>,
         accumulator: Box<dyn GroupsAccumulator>,
+        /// For the one row of a global aggregate over no input.
+        function: Arc<AggregateFunctionExpr>,
     },
     Wasm {
         function: Arc<WasmFunction>,
@@ -57,6 +59,8 @@ pub(crate) struct HashAggregate {
     max_parallelism: usize,
     aggregates: Vec<Aggregate>,
     backend: Box<dyn KeyedStateBackend>,
+    /// Whether any row arrived (a global aggregate emits one row even when none did).
+    rows_seen: bool,
     schema: SchemaRef,
 }
 
@@ -95,6 +99,7 @@ impl HashAggregate {
             max_parallelism: max_parallelism.max(1),
             aggregates,
             backend: Box::new(MemoryStateBackend::default()),
+            rows_seen: false,
             schema,
         })
     }
@@ -168,7 +173,11 @@ impl HashAggregate {
             }))
         };
         Ok(Aggregate {
-            aggregator: Aggregator::BuiltIn { args, accumulator },
+            aggregator: Aggregator::BuiltIn {
+                args,
+                accumulator,
+                function: aggregate,
+            },
             filter,
         })
     }
@@ -221,6 +230,7 @@ impl Operator for HashAggregate {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.rows_seen |= batch.num_rows() > 0;
         let groups = self.group_indices(&batch)?;
         let total_groups = self.key_rows.len();
         let keys = GroupKeys {
@@ -241,7 +251,9 @@ impl Operator for HashAggregate {
                 None => None,
             };
             match &mut aggregate.aggregator {
-                Aggregator::BuiltIn { args, accumulator } => {
+                Aggregator::BuiltIn {
+                    args, accumulator, ..
+                } => {
                     let values = args
                         .iter()
                         .map(|a| evaluate(a, &batch))
@@ -282,6 +294,9 @@ impl Operator for HashAggregate {
             self.key_groups.push(0);
         }
         let groups = self.key_rows.len();
+        if groups == 0 {
+            return Ok(());
+        }
         let mut columns: Vec<ArrayRef> = if self.keys.is_empty() {
             Vec::new()
         } else {
@@ -293,16 +308,25 @@ impl Operator for HashAggregate {
         };
         for aggregate in &mut self.aggregates {
             let column = match &mut aggregate.aggregator {
-                Aggregator::BuiltIn { accumulator, .. } => {
-                    if accumulator.size() == 0 && groups > 0 {
-                        // Make sure every group exists in the accumulator.
+                Aggregator::BuiltIn {
+                    accumulator,
+                    function,
+                    ..
+                } => {
+                    if self.rows_seen {
                         accumulator
-                            .update_batch(&[], &[], None, groups)
-                            .map_err(|e| e.to_string())?;
+                            .evaluate(EmitTo::All)
+                            .map_err(|e| super::operators::evaluation_error(&e))?
+                    } else {
+                        // A global aggregate over no rows: what a fresh accumulator says (COUNT
+                        // 0, SUM null). Groups accumulators over non-nullable input would
+                        // report their initial values instead.
+                        function
+                            .create_accumulator()
+                            .and_then(|mut a| a.evaluate())
+                            .and_then(|v| v.to_array_of_size(1))
+                            .map_err(|e| super::operators::evaluation_error(&e))?
                     }
-                    accumulator
-                        .evaluate(EmitTo::All)
-                        .map_err(|e| super::operators::evaluation_error(&e))?
                 }
                 Aggregator::Wasm {
                     function,
