@@ -153,6 +153,14 @@ pub(crate) fn clean_message(error: &DataFusionError) -> String {
         let inner = inner.split(" No function matches").next().unwrap_or(inner);
         message = inner.trim_end_matches('.').to_string();
     }
+    // DataFusion's hint names its own quoting and settings; Weir quotes names as Flink does.
+    if let Some(start) = message.find("Column names are case sensitive.") {
+        let end = message[start..]
+            .find('\n')
+            .map_or(message.len(), |i| start + i);
+        message.replace_range(start..end, "Column names are case sensitive.");
+        message = message.replace('"', "`");
+    }
     let mut chars = message.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
@@ -243,6 +251,8 @@ pub(crate) fn config() -> Arc<ConfigOptions> {
     options.sql_parser.map_string_types_to_utf8view = false;
     // Flink reads `0.908` as DECIMAL(3, 3), not DOUBLE: exact money arithmetic (Nexmark q1).
     options.sql_parser.parse_float_as_decimal = true;
+    // Flink matches table and column names with their case: `dateTime` is not `datetime`.
+    options.sql_parser.enable_ident_normalization = false;
     options.execution.target_partitions = 1;
     Arc::new(options)
 }

@@ -252,18 +252,32 @@ fn parse_word(parser: &mut Parser, word: &str) -> bool {
 }
 
 fn ident_name(ident: &Ident) -> String {
-    // Unquoted names fold to lowercase as DataFusion folds them in queries.
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
+    // Flink's table and column names keep their case and are matched exactly (a json key
+    // `dateTime` fills column `dateTime`, never `datetime`).
+    ident.value.clone()
 }
 
 fn object_name(name: &ast::ObjectName) -> String {
     name.0
         .iter()
         .filter_map(|part| part.as_ident().map(ident_name))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A function's name: unquoted names fold to lowercase, as DataFusion folds them in calls
+/// (Flink's function names are case-insensitive too).
+fn function_name(name: &ast::ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(|ident| {
+            if ident.quote_style.is_some() {
+                ident.value.clone()
+            } else {
+                ident.value.to_lowercase()
+            }
+        })
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -346,7 +360,7 @@ fn parse_create_function(
     temporary: bool,
 ) -> Result<CreateFunction, ParserError> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-    let name = object_name(&parser.parse_object_name(false)?);
+    let name = function_name(&parser.parse_object_name(false)?);
     parser.expect_keyword(Keyword::AS)?;
     let export = parser.parse_literal_string()?;
     parser.expect_keyword(Keyword::LANGUAGE)?;
@@ -447,7 +461,7 @@ mod tests {
         ) else {
             panic!("not a table")
         };
-        assert_eq!(t.name, "orders");
+        assert_eq!(t.name, "Orders");
         assert!(t.if_not_exists);
         let names: Vec<_> = t.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "ts", "Name"]);

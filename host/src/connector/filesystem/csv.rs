@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::CsvOptions;
 use super::json::message;
-use super::lines::{LineDecoder, Newlines};
+use super::lines::{LineDecoder, newlines};
 use crate::connector::{ConnectorError, TableDef};
 
 /// The longest value quoted in an error message.
@@ -150,7 +150,7 @@ impl LineDecoder for CsvLines {
         let mut start = 0;
         // Line by line, so that the records of each line can be counted: the parser itself would
         // let a quoted field run over a newline, or a bare carriage return end a record.
-        for newline in Newlines::new(lines) {
+        for newline in newlines(lines) {
             let line = &lines[start..=newline];
             start = newline + 1;
             let mut rest = line;

@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 
-use super::lines::{LineDecoder, Newlines};
+use super::lines::{LineDecoder, newlines};
 use crate::connector::{ConnectorError, TableDef};
 
 pub(super) struct JsonLines {
@@ -68,11 +68,72 @@ pub(super) fn message(error: ArrowError) -> String {
 
 impl LineDecoder for JsonLines {
     fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        // Line by line into one decoder (a call per line is cheap; the work is per byte), so that
-        // the rows a line added can be counted: the decoder itself would take a line of two
-        // objects, or an object spread over lines, without complaint.
+        let appended = out.len();
+        if self.decode_block(lines, out).is_ok() {
+            return Ok(());
+        }
+        // Something in the block is wrong: decode it again line by line, which says what.
+        out.truncate(appended);
+        self.reset()?;
+        self.decode_by_line(lines, out)
+    }
+
+    fn reset(&mut self) -> Result<(), String> {
+        self.decoder = build(&self.schema, self.batch_size).map_err(message)?;
+        Ok(())
+    }
+
+    fn explain(&self, _line: &[u8], error: String) -> String {
+        error
+    }
+}
+
+impl JsonLines {
+    /// The whole block in one pass of the decoder (a call per line costs a fifth more), checked
+    /// after the fact: every non-blank line must start with `{` and end with `}`, and there must be
+    /// as many rows as such lines. A `}` followed by `{` is never valid inside one JSON value, so
+    /// no value can then span two lines, and the count leaves exactly one object per line.
+    fn decode_block(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), ()> {
+        let mut objects = 0;
         let mut start = 0;
-        for newline in Newlines::new(lines) {
+        for newline in newlines(lines) {
+            let line = trim(&lines[start..newline]);
+            start = newline + 1;
+            match line {
+                [] => {}
+                [b'{', .., b'}'] => objects += 1,
+                _ => return Err(()),
+            }
+        }
+        if start < lines.len() {
+            return Err(());
+        }
+        let appended = out.len();
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let read = self.decoder.decode(rest).map_err(drop)?;
+            rest = &rest[read..];
+            if self.decoder.len() >= self.batch_size {
+                self.flush(out).map_err(drop)?;
+            } else if !rest.is_empty() {
+                // The decoder stops early only when its batch is full.
+                return Err(());
+            }
+        }
+        if self.decoder.has_partial_record() {
+            return Err(());
+        }
+        self.flush(out).map_err(drop)?;
+        let rows: usize = out[appended..].iter().map(RecordBatch::num_rows).sum();
+        if rows == objects { Ok(()) } else { Err(()) }
+    }
+
+    fn decode_by_line(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        // Line by line into one decoder, so that the rows a line added can be counted: the
+        // decoder itself would take a line of two objects, or an object spread over lines,
+        // without complaint.
+        let mut start = 0;
+        for newline in newlines(lines) {
             let line = &lines[start..=newline];
             start = newline + 1;
             if self.decoder.len() >= self.batch_size {
@@ -96,23 +157,23 @@ impl LineDecoder for JsonLines {
         self.flush(out)
     }
 
-    fn reset(&mut self) -> Result<(), String> {
-        self.decoder = build(&self.schema, self.batch_size).map_err(message)?;
-        Ok(())
-    }
-
-    fn explain(&self, _line: &[u8], error: String) -> String {
-        error
-    }
-}
-
-impl JsonLines {
     fn flush(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         if let Some(batch) = self.decoder.flush().map_err(message)? {
             out.push(batch);
         }
         Ok(())
     }
+}
+
+/// `bytes` without the blanks at either end.
+fn trim(bytes: &[u8]) -> &[u8] {
+    let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r');
+    let start = bytes.iter().position(|b| !blank(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 fn is_blank(bytes: &[u8]) -> bool {

@@ -313,7 +313,7 @@ fn decode_chunk<D: LineDecoder>(
     }
     scratch.clear();
     decoder.reset().map_err(ChunkError::Decoder)?;
-    let mut ends: Vec<usize> = Newlines::new(chunk).map(|i| i + 1).collect();
+    let mut ends: Vec<usize> = newlines(chunk).map(|i| i + 1).collect();
     // Every chunk ends in a newline; this only guards against a chunk that would not.
     if ends.last() != Some(&chunk.len()) {
         ends.push(chunk.len());
@@ -374,57 +374,10 @@ impl<D: LineDecoder> Salvage<'_, D> {
     }
 }
 
-/// The positions of the newlines in a byte string, in order, found eight bytes at a time: lines
-/// are found once per row on the good path, so a byte-by-byte search would show in profiles.
-pub(super) struct Newlines<'a> {
-    bytes: &'a [u8],
-    /// The offset of the word `flags` describes.
-    base: usize,
-    /// The high bit of each byte of the word that is a newline not yet returned.
-    flags: u64,
-}
-
-impl<'a> Newlines<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Newlines {
-            bytes,
-            base: 0,
-            flags: word_newlines(bytes),
-        }
-    }
-}
-
-impl Iterator for Newlines<'_> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        while self.flags == 0 {
-            self.base += 8;
-            self.flags = word_newlines(self.bytes.get(self.base..).filter(|b| !b.is_empty())?);
-        }
-        let at = self.base + (self.flags.trailing_zeros() / 8) as usize;
-        self.flags &= self.flags - 1;
-        Some(at)
-    }
-}
-
-/// The high bit set in each byte of the first eight of `bytes` that is a newline.
-fn word_newlines(bytes: &[u8]) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const NEWLINES: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    let word = match bytes.first_chunk::<8>() {
-        Some(word) => u64::from_le_bytes(*word),
-        None => {
-            // A short last word is padded with zeros, which are not newlines.
-            let mut word = [0u8; 8];
-            word[..bytes.len()].copy_from_slice(bytes);
-            u64::from_le_bytes(word)
-        }
-    };
-    // `x` has a zero byte exactly where the word has a newline; the high bit of exactly those
-    // bytes comes out set, with no carry from one byte into the next.
-    let x = word ^ NEWLINES;
-    !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7)
+/// The offsets of the newlines in `bytes`, in order (memchr's vectorised scan: on json lines this
+/// loop ran at a tenth of the decoder's cost with a word-at-a-time scan).
+pub(super) fn newlines(bytes: &[u8]) -> memchr::Memchr<'_> {
+    memchr::memchr_iter(b'\n', bytes)
 }
 
 /// The 1-based number of the line starting at byte `offset` of the file: counted only for an
@@ -434,14 +387,14 @@ fn line_number(path: &std::path::Path, offset: u64) -> Result<u64, ConnectorErro
     let file = File::open(path).map_err(io)?;
     let mut reader = file.take(offset);
     let mut buf = vec![0u8; 1 << 16];
-    let mut newlines = 0u64;
+    let mut count = 0u64;
     loop {
         match reader.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64,
+            Ok(n) => count += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io(e)),
         }
     }
-    Ok(newlines + 1)
+    Ok(count + 1)
 }

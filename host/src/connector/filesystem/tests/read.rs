@@ -88,6 +88,13 @@ fn json_bad_lines_are_reported_with_their_line_number() {
             "more than one JSON value on one line",
         ),
         (r#"{"name": "no id"}"#, "id"),
+        // An object spread over lines, whose lines each look like one object.
+        ("{\"id\": 2, \"name\": \"}\n{\"}", "incomplete JSON value"),
+        // Two objects on one line and one over two lines: as many rows as lines in the block.
+        (
+            "{\"id\": 2} {\"id\": 3}\n{\"id\": 4,\n\"name\": \"x\"}",
+            "more than one JSON value on one line",
+        ),
         ("[1, 2]", ""),
         ("not json", ""),
     ] {
