@@ -25,6 +25,7 @@ mod parquet;
 mod sink;
 #[cfg(test)]
 mod tests;
+mod timestamp;
 
 use std::fs;
 use std::path::{Path, PathBuf};

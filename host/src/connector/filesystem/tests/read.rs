@@ -88,6 +88,11 @@ fn json_bad_lines_are_reported_with_their_line_number() {
             "more than one JSON value on one line",
         ),
         (r#"{"name": "no id"}"#, "id"),
+        (
+            r#"{"id": 2, "ts": "soon"}"#,
+            "'ts': failed to parse \"soon\"",
+        ),
+        (r#"{"id": 2, "ts": "2025-02-29 00:00:00"}"#, "2025-02-29"),
         // An object spread over lines, whose lines each look like one object.
         ("{\"id\": 2, \"name\": \"}\n{\"}", "incomplete JSON value"),
         // Two objects on one line and one over two lines: as many rows as lines in the block.
