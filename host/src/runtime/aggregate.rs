@@ -1,45 +1,49 @@
 //! Hash aggregation: `GROUP BY` with DataFusion's built-in aggregates and Wasm aggregates.
 //!
-//! Keys are encoded with Arrow's row format (one comparable byte string per key) and numbered in
-//! order of arrival. Built-ins update DataFusion's `GroupsAccumulator`s once per batch (in memory).
-//! A Wasm aggregate's states are host-owned bytes in the keyed state backend, addressed by (key
-//! group, group key): per batch, the states of the groups the batch touches are read in one
-//! `get_many`, go to the module in one call, and are written back in one `put_many`.
+//! Every group's accumulators live in the keyed state backend, as in Flink: one entry per group
+//! key, addressed by (key group, key), whose value is one row (Arrow's row format) holding every
+//! aggregate's state: a built-in's state fields, a Wasm aggregate's state bytes. Per batch, the
+//! states of the keys the batch touches are read in one `get_many`, merged into fresh DataFusion
+//! accumulators numbered 0.. for those keys, updated with the batch (one call per aggregate,
+//! one Wasm call per Wasm aggregate), and written back in one `put_many`. The operator itself
+//! keeps nothing between batches, so a backend that spills (RocksDB) bounds its memory.
 //!
-//! In batch mode (the only mode so far) results are emitted at end of input.
+//! In batch mode (the only mode so far) results are emitted at end of input, in key order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BinaryArray, BooleanArray, UInt32Array};
 use arrow::compute::{cast, take};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use datafusion_common::DFSchemaRef;
+use datafusion_common::hash_utils::{RandomState, create_hashes};
 use datafusion_expr::{EmitTo, Expr, GroupsAccumulator};
 use datafusion_functions_aggregate_common::aggregate::groups_accumulator::GroupsAccumulatorAdapter;
 use datafusion_physical_expr::PhysicalExpr;
 use datafusion_physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
 
-use super::operators::{Operator, evaluate, make_batch, physical};
+use super::operators::{Operator, evaluate, evaluation_error, make_batch, physical};
 use crate::functions::{WasmAggregate, WasmFunction};
 use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 use crate::udf::coerce;
-use datafusion_common::hash_utils::{RandomState, create_hashes};
+
+/// The state holding each group's accumulators.
+const ACCUMULATORS: StateName = 0;
 
 enum Aggregator {
     BuiltIn {
         args: Vec<Arc<dyn PhysicalExpr>>,
-        accumulator: Box<dyn GroupsAccumulator>,
-        /// For the one row of a global aggregate over no input.
         function: Arc<AggregateFunctionExpr>,
+        /// How many columns its state has.
+        state_columns: usize,
     },
     Wasm {
         function: Arc<WasmFunction>,
         args: Vec<Arc<dyn PhysicalExpr>>,
-        /// Where its states live in the backend.
-        state: StateName,
+        /// The module's initial state, asked for once.
         initial: Option<Vec<u8>>,
     },
 }
@@ -51,17 +55,20 @@ struct Aggregate {
 
 pub(crate) struct HashAggregate {
     keys: Vec<Arc<dyn PhysicalExpr>>,
-    converter: RowConverter,
-    groups: HashMap<Box<[u8]>, u32>,
-    /// Group keys in group-index order (row-format bytes), and each one's key group.
-    key_rows: Vec<Box<[u8]>>,
-    key_groups: Vec<u16>,
+    /// Group keys as bytes (the backend's keys) and back.
+    key_converter: RowConverter,
+    /// Every aggregate's state of one group as one row (the backend's values) and back.
+    state_converter: RowConverter,
     max_parallelism: usize,
     aggregates: Vec<Aggregate>,
     backend: Box<dyn KeyedStateBackend>,
-    /// Whether any row arrived (a global aggregate emits one row even when none did).
-    rows_seen: bool,
     schema: SchemaRef,
+}
+
+/// The groups one batch touches: their state keys, and each row's index among them.
+struct Touched {
+    keys: Vec<StateKey>,
+    row_groups: Vec<usize>,
 }
 
 impl HashAggregate {
@@ -84,31 +91,32 @@ impl HashAggregate {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let converter = RowConverter::new(key_types).map_err(|e| e.to_string())?;
-        let aggregates = aggr_exprs
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Self::aggregate(e, input_schema, i as StateName))
-            .collect::<Result<Vec<_>, _>>()?;
+        let key_converter = RowConverter::new(key_types).map_err(|e| e.to_string())?;
+        let mut aggregates = Vec::with_capacity(aggr_exprs.len());
+        let mut state_types = Vec::new();
+        for expr in aggr_exprs {
+            let (aggregate, types) = Self::aggregate(expr, input_schema)?;
+            aggregates.push(aggregate);
+            state_types.extend(types.into_iter().map(SortField::new));
+        }
+        let state_converter = RowConverter::new(state_types)
+            .map_err(|e| format!("cannot keep the state of these aggregates: {e}"))?;
         Ok(Self {
             keys,
-            converter,
-            groups: HashMap::new(),
-            key_rows: Vec::new(),
-            key_groups: Vec::new(),
+            key_converter,
+            state_converter,
             max_parallelism: max_parallelism.max(1),
             aggregates,
             backend: Box::new(MemoryStateBackend::default()),
-            rows_seen: false,
             schema,
         })
     }
 
+    /// One aggregate, and the types of its state columns.
     fn aggregate(
         expr: &Expr,
         input_schema: &DFSchemaRef,
-        state: StateName,
-    ) -> Result<Aggregate, String> {
+    ) -> Result<(Aggregate, Vec<DataType>), String> {
         let (name, expr) = match expr {
             Expr::Alias(alias) => (alias.name.clone(), alias.expr.as_ref()),
             other => (other.schema_name().to_string(), other),
@@ -140,15 +148,15 @@ impl HashAggregate {
                     wasm.function.sql_name
                 ));
             }
-            return Ok(Aggregate {
+            let aggregate = Aggregate {
                 aggregator: Aggregator::Wasm {
                     function: wasm.function.clone(),
                     args,
-                    state,
                     initial: None,
                 },
                 filter,
-            });
+            };
+            return Ok((aggregate, vec![DataType::Binary]));
         }
         let mut builder = AggregateExprBuilder::new(function.func.clone(), args.clone())
             .schema(Arc::new(input_schema.as_arrow().clone()))
@@ -161,35 +169,33 @@ impl HashAggregate {
             builder = builder
                 .with_ignore_nulls(treatment == datafusion_expr::expr::NullTreatment::IgnoreNulls);
         }
-        let aggregate = Arc::new(builder.build().map_err(|e| format!("{name}: {e}"))?);
-        let accumulator: Box<dyn GroupsAccumulator> = if aggregate.groups_accumulator_supported() {
-            aggregate
-                .create_groups_accumulator()
-                .map_err(|e| format!("{name}: {e}"))?
-        } else {
-            let factory = aggregate.clone();
-            Box::new(GroupsAccumulatorAdapter::new(move || {
-                factory.create_accumulator()
-            }))
-        };
-        Ok(Aggregate {
+        let function = Arc::new(builder.build().map_err(|e| format!("{name}: {e}"))?);
+        let types: Vec<DataType> = function
+            .state_fields()
+            .map_err(|e| format!("{name}: {e}"))?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        // Fail now, not at the first batch, if DataFusion cannot build it.
+        accumulator(&function)?;
+        let aggregate = Aggregate {
             aggregator: Aggregator::BuiltIn {
                 args,
-                accumulator,
-                function: aggregate,
+                function,
+                state_columns: types.len(),
             },
             filter,
-        })
+        };
+        Ok((aggregate, types))
     }
 
-    /// The group index of each row, creating groups for new keys.
-    fn group_indices(&mut self, batch: &RecordBatch) -> Result<Vec<usize>, String> {
+    /// The distinct group keys of `batch`, in order of first appearance.
+    fn touched(&self, batch: &RecordBatch) -> Result<Touched, String> {
         if self.keys.is_empty() {
-            if self.key_rows.is_empty() {
-                self.key_rows.push(Box::new([]));
-                self.key_groups.push(0);
-            }
-            return Ok(vec![0; batch.num_rows()]);
+            return Ok(Touched {
+                keys: vec![state_key(0, &[])],
+                row_groups: vec![0; batch.num_rows()],
+            });
         }
         let columns = self
             .keys
@@ -197,167 +203,124 @@ impl HashAggregate {
             .map(|k| evaluate(k, batch))
             .collect::<Result<Vec<_>, _>>()?;
         let rows = self
-            .converter
+            .key_converter
             .convert_columns(&columns)
             .map_err(|e| e.to_string())?;
         // The same hash the hash edge used, so an entry's key group is the one that routed it.
         let mut hashes = vec![0u64; batch.num_rows()];
         create_hashes(&columns, &RandomState::with_seed(0), &mut hashes)
             .map_err(|e| format!("cannot hash a key: {e}"))?;
-        let mut indices = Vec::with_capacity(batch.num_rows());
+        let mut index_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut keys = Vec::new();
+        let mut row_groups = Vec::with_capacity(batch.num_rows());
         for (row, hash) in rows.iter().zip(&hashes) {
-            let bytes = row.as_ref();
-            let index = match self.groups.get(bytes) {
-                Some(index) => *index,
-                None => {
-                    let index = self.key_rows.len() as u32;
-                    self.groups.insert(bytes.into(), index);
-                    self.key_rows.push(bytes.into());
-                    self.key_groups
-                        .push((*hash % self.max_parallelism as u64) as u16);
-                    index
-                }
-            };
-            indices.push(index as usize);
+            let bytes = row.data();
+            let index = *index_of.entry(bytes).or_insert_with(|| {
+                let key_group = (*hash % self.max_parallelism as u64) as u16;
+                keys.push(state_key(key_group, bytes));
+                keys.len() - 1
+            });
+            row_groups.push(index);
         }
-        Ok(indices)
-    }
-}
-
-impl Operator for HashAggregate {
-    fn name(&self) -> &'static str {
-        "Aggregate"
+        Ok(Touched { keys, row_groups })
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        self.rows_seen |= batch.num_rows() > 0;
-        let groups = self.group_indices(&batch)?;
-        let total_groups = self.key_rows.len();
-        let keys = GroupKeys {
-            rows: &self.key_rows,
-            key_groups: &self.key_groups,
-        };
+    /// Stored state rows as columns (one per state field), or `None` if there are none.
+    fn decode_states<'a>(
+        &self,
+        rows: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Option<Vec<ArrayRef>>, String> {
+        let parser = self.state_converter.parser();
+        let rows: Vec<_> = rows.map(|r| parser.parse(r)).collect();
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        self.state_converter
+            .convert_rows(rows)
+            .map(Some)
+            .map_err(|e| format!("a stored aggregate state is corrupt: {e}"))
+    }
+
+    /// The rows of one global aggregate over no input: what fresh accumulators say (COUNT 0,
+    /// SUM null).
+    fn empty_global_row(&mut self) -> Result<Vec<ArrayRef>, String> {
+        let mut columns = Vec::with_capacity(self.aggregates.len());
         for aggregate in &mut self.aggregates {
-            let mask = match &aggregate.filter {
-                Some(f) => {
-                    let mask = evaluate(f, &batch)?;
-                    Some(
-                        mask.as_any()
-                            .downcast_ref::<BooleanArray>()
-                            .cloned()
-                            .ok_or("FILTER must be BOOLEAN")?,
-                    )
-                }
-                None => None,
-            };
-            match &mut aggregate.aggregator {
-                Aggregator::BuiltIn {
-                    args, accumulator, ..
-                } => {
-                    let values = args
-                        .iter()
-                        .map(|a| evaluate(a, &batch))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    accumulator
-                        .update_batch(&values, &groups, mask.as_ref(), total_groups)
-                        .map_err(|e| super::operators::evaluation_error(&e))?;
-                }
+            columns.push(match &mut aggregate.aggregator {
+                // Not a groups accumulator: over non-nullable input those report their
+                // initial values (0 for SUM) where SQL wants null.
+                Aggregator::BuiltIn { function, .. } => function
+                    .create_accumulator()
+                    .and_then(|mut a| a.evaluate())
+                    .and_then(|v| v.to_array_of_size(1))
+                    .map_err(|e| evaluation_error(&e))?,
                 Aggregator::Wasm {
-                    function,
-                    args,
-                    state,
-                    initial,
+                    function, initial, ..
                 } => {
-                    let update = WasmUpdate {
-                        function,
-                        state: *state,
-                        keys: &keys,
-                    };
-                    update.accumulate(
-                        args,
-                        self.backend.as_mut(),
-                        initial,
-                        &batch,
-                        &groups,
-                        mask,
-                    )?;
+                    let state = initial_state(function, initial)?;
+                    let states = BinaryArray::from_iter_values([state]);
+                    function
+                        .module
+                        .with_instance(|i| i.aggregate_finish(function.export(), &states))
+                        .map_err(|e| e.to_string())?
                 }
-            }
+            });
         }
-        Ok(())
+        Ok(columns)
     }
 
-    fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if self.keys.is_empty() && self.key_rows.is_empty() {
-            // A global aggregate over no rows still has its one row (COUNT(*) = 0).
-            self.key_rows.push(Box::new([]));
-            self.key_groups.push(0);
-        }
-        let groups = self.key_rows.len();
-        if groups == 0 {
-            return Ok(());
-        }
+    /// Result columns for one chunk of stored groups.
+    fn finish_chunk(&mut self, entries: &[(StateKey, Vec<u8>)]) -> Result<RecordBatch, String> {
+        let groups = entries.len();
         let mut columns: Vec<ArrayRef> = if self.keys.is_empty() {
             Vec::new()
         } else {
-            let parser = self.converter.parser();
-            let rows: Vec<_> = self.key_rows.iter().map(|k| parser.parse(k)).collect();
-            self.converter
+            let parser = self.key_converter.parser();
+            let rows: Vec<_> = entries.iter().map(|(k, _)| parser.parse(&k.key)).collect();
+            self.key_converter
                 .convert_rows(rows)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("a stored group key is corrupt: {e}"))?
         };
+        let states = self
+            .decode_states(entries.iter().map(|(_, v)| v.as_slice()))?
+            .unwrap_or_default();
+        let all: Vec<usize> = (0..groups).collect();
+        let mut next = 0;
         for aggregate in &mut self.aggregates {
-            let column = match &mut aggregate.aggregator {
+            columns.push(match &mut aggregate.aggregator {
                 Aggregator::BuiltIn {
-                    accumulator,
                     function,
+                    state_columns,
                     ..
                 } => {
-                    if self.rows_seen {
-                        accumulator
-                            .evaluate(EmitTo::All)
-                            .map_err(|e| super::operators::evaluation_error(&e))?
-                    } else {
-                        // A global aggregate over no rows: what a fresh accumulator says (COUNT
-                        // 0, SUM null). Groups accumulators over non-nullable input would
-                        // report their initial values instead.
-                        function
-                            .create_accumulator()
-                            .and_then(|mut a| a.evaluate())
-                            .and_then(|v| v.to_array_of_size(1))
-                            .map_err(|e| super::operators::evaluation_error(&e))?
-                    }
+                    let mut accumulator = accumulator(function)?;
+                    accumulator
+                        .merge_batch(&states[next..next + *state_columns], &all, groups)
+                        .map_err(|e| evaluation_error(&e))?;
+                    next += *state_columns;
+                    accumulator
+                        .evaluate(EmitTo::All)
+                        .map_err(|e| evaluation_error(&e))?
                 }
-                Aggregator::Wasm {
-                    function,
-                    state,
-                    initial,
-                    ..
-                } => {
-                    let initial = match initial {
-                        Some(i) => i.clone(),
-                        None => create_state(function)?,
-                    };
-                    let keys = GroupKeys {
-                        rows: &self.key_rows,
-                        key_groups: &self.key_groups,
-                    };
-                    let all_keys: Vec<StateKey> = (0..groups).map(|g| keys.state_key(g)).collect();
-                    let states = self
-                        .backend
-                        .get_many(*state, &all_keys)
-                        .map_err(|e| e.to_string())?;
-                    let all = BinaryArray::from_iter_values(
-                        states.iter().map(|s| s.as_deref().unwrap_or(&initial)),
-                    );
+                Aggregator::Wasm { function, .. } => {
+                    let column = &states[next];
+                    next += 1;
+                    let states = column
+                        .as_any()
+                        .downcast_ref::<BinaryArray>()
+                        .ok_or("a stored Wasm state is not bytes")?;
                     function
                         .module
-                        .with_instance(|i| i.aggregate_finish(function.export(), &all))
+                        .with_instance(|i| i.aggregate_finish(function.export(), states))
                         .map_err(|e| e.to_string())?
                 }
-            };
-            columns.push(column);
+            });
         }
+        self.output(columns, groups)
+    }
+
+    /// A batch of the output schema (casting where an aggregate's type differs from the plan's).
+    fn output(&self, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, String> {
         let columns = columns
             .into_iter()
             .zip(self.schema.fields())
@@ -369,12 +332,220 @@ impl Operator for HashAggregate {
                 }
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let batch = make_batch(&self.schema, columns, groups)?;
-        for offset in (0..groups).step_by(super::BATCH_SIZE) {
-            out.push(batch.slice(offset, super::BATCH_SIZE.min(groups - offset)));
+        make_batch(&self.schema, columns, rows)
+    }
+}
+
+impl Operator for HashAggregate {
+    fn name(&self) -> &'static str {
+        "Aggregate"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let touched = self.touched(&batch)?;
+        let groups = touched.keys.len();
+        let stored = self
+            .backend
+            .get_many(ACCUMULATORS, &touched.keys)
+            .map_err(|e| e.to_string())?;
+        // The groups seen before, and their states as columns.
+        let seen: Vec<usize> = (0..groups).filter(|&g| stored[g].is_some()).collect();
+        let previous = self.decode_states(stored.iter().filter_map(|s| s.as_deref()))?;
+        let mut slot_of_group = vec![None; groups];
+        for (slot, &group) in seen.iter().enumerate() {
+            slot_of_group[group] = Some(slot);
+        }
+        let mut states: Vec<ArrayRef> = Vec::with_capacity(self.state_converter.size());
+        let mut next = 0;
+        for aggregate in &mut self.aggregates {
+            let mask = match &aggregate.filter {
+                Some(f) => Some(
+                    evaluate(f, &batch)?
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .ok_or("FILTER must be BOOLEAN")?,
+                ),
+                None => None,
+            };
+            match &mut aggregate.aggregator {
+                Aggregator::BuiltIn {
+                    args,
+                    function,
+                    state_columns,
+                } => {
+                    let mut accumulator = accumulator(function)?;
+                    if let Some(previous) = &previous {
+                        accumulator
+                            .merge_batch(&previous[next..next + *state_columns], &seen, groups)
+                            .map_err(|e| evaluation_error(&e))?;
+                    }
+                    next += *state_columns;
+                    let values = args
+                        .iter()
+                        .map(|a| evaluate(a, &batch))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    accumulator
+                        .update_batch(&values, &touched.row_groups, mask.as_ref(), groups)
+                        .map_err(|e| evaluation_error(&e))?;
+                    states.extend(
+                        accumulator
+                            .state(EmitTo::All)
+                            .map_err(|e| evaluation_error(&e))?,
+                    );
+                }
+                Aggregator::Wasm {
+                    function,
+                    args,
+                    initial,
+                } => {
+                    let stored = previous
+                        .as_ref()
+                        .map(|p| {
+                            p[next]
+                                .as_any()
+                                .downcast_ref::<BinaryArray>()
+                                .cloned()
+                                .ok_or("a stored Wasm state is not bytes")
+                        })
+                        .transpose()?;
+                    next += 1;
+                    let initial = initial_state(function, initial)?;
+                    let before = BinaryArray::from_iter_values(slot_of_group.iter().map(|slot| {
+                        match (slot, &stored) {
+                            (Some(slot), Some(stored)) => stored.value(*slot),
+                            _ => initial.as_slice(),
+                        }
+                    }));
+                    let after =
+                        wasm_accumulate(function, args, &batch, &touched.row_groups, mask, before)?;
+                    states.push(Arc::new(after));
+                }
+            }
+        }
+        let rows = self
+            .state_converter
+            .convert_columns(&states)
+            .map_err(|e| format!("cannot store aggregate states: {e}"))?;
+        let entries = touched
+            .keys
+            .into_iter()
+            .zip(rows.iter())
+            .map(|(key, row)| (key, row.as_ref().to_vec()))
+            .collect();
+        self.backend
+            .put_many(ACCUMULATORS, entries)
+            .map_err(|e| e.to_string())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let entries = self
+            .backend
+            .entries(ACCUMULATORS)
+            .map_err(|e| e.to_string())?;
+        if entries.is_empty() {
+            // A global aggregate over no rows still has its one row (COUNT(*) = 0); a grouped
+            // one has none.
+            if self.keys.is_empty() {
+                let columns = self.empty_global_row()?;
+                out.push(self.output(columns, 1)?);
+            }
+            return Ok(());
+        }
+        for chunk in entries.chunks(super::BATCH_SIZE) {
+            out.push(self.finish_chunk(chunk)?);
         }
         Ok(())
     }
+}
+
+fn state_key(key_group: u16, key: &[u8]) -> StateKey {
+    StateKey {
+        key_group,
+        key: key.to_vec(),
+        namespace: Vec::new(),
+    }
+}
+
+/// A fresh accumulator for `function`'s groups (an adapter where it has no groups form).
+fn accumulator(
+    function: &Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>, String> {
+    if function.groups_accumulator_supported() {
+        function
+            .create_groups_accumulator()
+            .map_err(|e| evaluation_error(&e))
+    } else {
+        let factory = function.clone();
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            factory.create_accumulator()
+        })))
+    }
+}
+
+fn initial_state(
+    function: &WasmFunction,
+    initial: &mut Option<Vec<u8>>,
+) -> Result<Vec<u8>, String> {
+    if let Some(state) = initial {
+        return Ok(state.clone());
+    }
+    let state = create_state(function)?;
+    *initial = Some(state.clone());
+    Ok(state)
+}
+
+/// One Wasm aggregate's update of the groups one batch touches: the rows (those `mask` keeps)
+/// and every group's state before go to the module in one call; the states after come back.
+fn wasm_accumulate(
+    function: &WasmFunction,
+    args: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    row_groups: &[usize],
+    mask: Option<BooleanArray>,
+    before: BinaryArray,
+) -> Result<BinaryArray, String> {
+    let mut values = Vec::with_capacity(args.len());
+    for (arg, param) in args.iter().zip(&function.spec.params) {
+        let array = evaluate(arg, batch)?;
+        values.push(
+            coerce(&array, param.data_type)
+                .map_err(|e| format!("{}: argument {}: {e}", function.signature(), param.name))?,
+        );
+    }
+    let mut groups: Vec<u32> = row_groups.iter().map(|&g| g as u32).collect();
+    if let Some(mask) = mask {
+        let keep: Vec<u32> = (0..mask.len())
+            .filter(|&i| mask.is_valid(i) && mask.value(i))
+            .map(|i| i as u32)
+            .collect();
+        let keep_array = UInt32Array::from(keep.clone());
+        values = values
+            .iter()
+            .map(|v| take(v, &keep_array, None))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        groups = keep.iter().map(|&i| groups[i as usize]).collect();
+    }
+    if groups.is_empty() {
+        return Ok(before);
+    }
+    let after = function
+        .module
+        .with_instance(|i| i.aggregate_accumulate(function.export(), &values, &groups, &before))
+        .map_err(|e| e.to_string())?;
+    if after.len() != before.len() {
+        return Err(format!(
+            "{} returned {} states for {} groups",
+            function.sql_name,
+            after.len(),
+            before.len()
+        ));
+    }
+    Ok(after)
 }
 
 fn create_state(function: &WasmFunction) -> Result<Vec<u8>, String> {
@@ -382,110 +553,4 @@ fn create_state(function: &WasmFunction) -> Result<Vec<u8>, String> {
         .module
         .with_instance(|i| i.aggregate_create(function.export()))
         .map_err(|e| e.to_string())
-}
-
-/// Group keys and their key groups, in group-index order.
-struct GroupKeys<'a> {
-    rows: &'a [Box<[u8]>],
-    key_groups: &'a [u16],
-}
-
-impl GroupKeys<'_> {
-    fn state_key(&self, group: usize) -> StateKey {
-        StateKey {
-            key_group: self.key_groups[group],
-            key: self.rows[group].to_vec(),
-            namespace: Vec::new(),
-        }
-    }
-}
-
-/// One Wasm aggregate's update of the groups one batch touches.
-struct WasmUpdate<'a> {
-    function: &'a Arc<WasmFunction>,
-    state: StateName,
-    keys: &'a GroupKeys<'a>,
-}
-
-impl WasmUpdate<'_> {
-    /// Reads the touched groups' states, calls the module once, writes them back.
-    fn accumulate(
-        &self,
-        args: &[Arc<dyn PhysicalExpr>],
-        backend: &mut dyn KeyedStateBackend,
-        initial: &mut Option<Vec<u8>>,
-        batch: &RecordBatch,
-        groups: &[usize],
-        mask: Option<BooleanArray>,
-    ) -> Result<(), String> {
-        let function = self.function;
-        let mut values = Vec::with_capacity(args.len());
-        for (arg, param) in args.iter().zip(&function.spec.params) {
-            let array = evaluate(arg, batch)?;
-            values.push(
-                coerce(&array, param.data_type).map_err(|e| {
-                    format!("{}: argument {}: {e}", function.signature(), param.name)
-                })?,
-            );
-        }
-        let mut groups: Vec<usize> = groups.to_vec();
-        if let Some(mask) = mask {
-            let keep: Vec<u32> = (0..mask.len())
-                .filter(|&i| mask.is_valid(i) && mask.value(i))
-                .map(|i| i as u32)
-                .collect();
-            let keep_array = UInt32Array::from(keep.clone());
-            values = values
-                .iter()
-                .map(|v| take(v, &keep_array, None))
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?;
-            groups = keep.iter().map(|&i| groups[i as usize]).collect();
-        }
-        if groups.is_empty() {
-            return Ok(());
-        }
-        if initial.is_none() {
-            *initial = Some(create_state(function)?);
-        }
-        let initial = initial.as_deref().unwrap_or_default();
-        // Number the touched groups 0.. in order of first appearance.
-        let mut local_of = HashMap::new();
-        let mut touched = Vec::new();
-        let local: Vec<u32> = groups
-            .iter()
-            .map(|&g| {
-                *local_of.entry(g).or_insert_with(|| {
-                    touched.push(g);
-                    (touched.len() - 1) as u32
-                })
-            })
-            .collect();
-        let state_keys: Vec<StateKey> = touched.iter().map(|&g| self.keys.state_key(g)).collect();
-        let stored = backend
-            .get_many(self.state, &state_keys)
-            .map_err(|e| e.to_string())?;
-        let before =
-            BinaryArray::from_iter_values(stored.iter().map(|s| s.as_deref().unwrap_or(initial)));
-        let after = function
-            .module
-            .with_instance(|i| i.aggregate_accumulate(function.export(), &values, &local, &before))
-            .map_err(|e| e.to_string())?;
-        if after.len() != touched.len() {
-            return Err(format!(
-                "{} returned {} states for {} groups",
-                function.sql_name,
-                after.len(),
-                touched.len()
-            ));
-        }
-        let entries = state_keys
-            .into_iter()
-            .enumerate()
-            .map(|(slot, key)| (key, after.value(slot).to_vec()))
-            .collect();
-        backend
-            .put_many(self.state, entries)
-            .map_err(|e| e.to_string())
-    }
 }

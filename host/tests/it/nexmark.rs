@@ -1,10 +1,10 @@
 //! Nexmark queries in Flink SQL over generated events, checked against the same answers
 //! recomputed here in plain Rust from the raw bids.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use weir_host::job::{NoProgress, Outcome, Session};
 
 use crate::common::{component, runtime};
@@ -16,8 +16,10 @@ fn bid_table() -> String {
         "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING, \
          dateTime TIMESTAMP(3), extra STRING) WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', \
          'events.num' = '{EVENTS}', 'seed' = '42');\n\
-         CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{}';\n",
-        component("currency").display()
+         CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{}';\n\
+         CREATE FUNCTION weighted_avg AS 'weighted_avg' LANGUAGE WASM USING JAR '{}';\n",
+        component("currency").display(),
+        component("stats").display()
     )
 }
 
@@ -248,4 +250,47 @@ fn nexmark_queries_agree_with_a_recomputation() {
     got.sort_unstable();
     expected.sort_unstable();
     assert_eq!(got, expected);
+
+    // Groups that every batch touches again: states go to the backend and come back per batch.
+    let spread = select(
+        "SELECT MOD(bidder, 7) AS k, COUNT(DISTINCT auction) AS auctions, AVG(price) AS mean, \
+         weighted_avg(CAST(price AS DOUBLE), 1) FILTER (WHERE price < 10000) AS cheap_mean \
+         FROM bid GROUP BY MOD(bidder, 7)",
+        2,
+    );
+    let mut expected: HashMap<i64, (HashSet<i64>, i64, i64, i64, i64)> = HashMap::new();
+    for b in &bids {
+        let e = expected.entry(b.bidder % 7).or_default();
+        e.0.insert(b.auction);
+        e.1 += b.price;
+        e.2 += 1;
+        if b.price < 10_000 {
+            e.3 += b.price;
+            e.4 += 1;
+        }
+    }
+    let keys = int_column(&spread, 0);
+    let auctions = int_column(&spread, 1);
+    let floats = |column: usize| -> Vec<Option<f64>> {
+        spread
+            .iter()
+            .flat_map(|b| b.column(column).as_primitive::<Float64Type>().iter())
+            .collect()
+    };
+    let (means, cheap_means) = (floats(2), floats(3));
+    assert_eq!(keys.len(), expected.len());
+    let close = |got: Option<f64>, want: f64| {
+        got.is_some_and(|got| (got - want).abs() <= 1e-9 * want.abs().max(1.0))
+    };
+    for (row, key) in keys.iter().enumerate() {
+        let key = key.expect("key");
+        let (distinct, sum, count, cheap_sum, cheap_count) = &expected[&key];
+        assert_eq!(auctions[row], Some(distinct.len() as i64), "k = {key}");
+        assert!(close(means[row], *sum as f64 / *count as f64), "k = {key}");
+        assert!(
+            close(cheap_means[row], *cheap_sum as f64 / *cheap_count as f64),
+            "k = {key}: {:?}",
+            cheap_means[row]
+        );
+    }
 }
