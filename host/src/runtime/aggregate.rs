@@ -24,6 +24,7 @@ use datafusion_expr::{EmitTo, Expr, GroupsAccumulator};
 use datafusion_functions_aggregate_common::aggregate::groups_accumulator::GroupsAccumulatorAdapter;
 use datafusion_physical_expr::PhysicalExpr;
 use datafusion_physical_expr::aggregate::{AggregateExprBuilder, AggregateFunctionExpr};
+use foldhash::fast::FixedState;
 
 use super::operators::{Operator, evaluate, evaluation_error, make_batch, physical};
 use crate::functions::{WasmAggregate, WasmFunction};
@@ -210,7 +211,8 @@ impl HashAggregate {
         let mut hashes = vec![0u64; batch.num_rows()];
         create_hashes(&columns, &RandomState::with_seed(0), &mut hashes)
             .map_err(|e| format!("cannot hash a key: {e}"))?;
-        let mut index_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut index_of: HashMap<&[u8], usize, FixedState> =
+            HashMap::with_capacity_and_hasher(batch.num_rows().min(1024), FixedState::default());
         let mut keys = Vec::new();
         let mut row_groups = Vec::with_capacity(batch.num_rows());
         for (row, hash) in rows.iter().zip(&hashes) {

@@ -9,7 +9,9 @@
 //!
 //! **Boundary:** only this module (and later `checkpoint/`) knows how state is stored.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 
 /// Names one piece of state of one operator (e.g. "aggregate 2 states").
 pub type StateName = u32;
@@ -47,10 +49,10 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
     fn entries(&self, state: StateName) -> Result<Vec<(StateKey, Vec<u8>)>, StateError>;
 }
 
-/// Everything in a `BTreeMap` (ordered, so `entries` is deterministic).
+/// Everything in hash maps; `entries` sorts.
 #[derive(Debug, Default)]
 pub struct MemoryStateBackend {
-    states: BTreeMap<StateName, BTreeMap<StateKey, Vec<u8>>>,
+    states: HashMap<StateName, HashMap<StateKey, Vec<u8>, FixedState>>,
 }
 
 impl KeyedStateBackend for MemoryStateBackend {
@@ -86,11 +88,13 @@ impl KeyedStateBackend for MemoryStateBackend {
     }
 
     fn entries(&self, state: StateName) -> Result<Vec<(StateKey, Vec<u8>)>, StateError> {
-        Ok(self
+        let mut entries: Vec<(StateKey, Vec<u8>)> = self
             .states
             .get(&state)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default())
+            .unwrap_or_default();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
     }
 }
 
