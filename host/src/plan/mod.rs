@@ -79,6 +79,16 @@ pub enum Partitioning {
     Broadcast,
 }
 
+/// How a source derives watermarks from its rows (streaming mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceWatermark {
+    /// The event-time column, as an index into the source's batches.
+    pub column: usize,
+    /// Bounded out-of-orderness: the watermark trails the largest event time seen by this much
+    /// (and 1 ms more, as in Flink: a row at the watermark itself is still on time).
+    pub delay_millis: i64,
+}
+
 /// What a node does. Expressions are over the input's schema (`input_schema`).
 #[derive(Debug, Clone)]
 pub enum OperatorSpec {
@@ -86,6 +96,8 @@ pub enum OperatorSpec {
         table: TableDef,
         /// Columns read, as indexes into the table's schema.
         projection: Option<Vec<usize>>,
+        /// Streaming mode, a table with a watermark whose column is read: how to make them.
+        watermark: Option<SourceWatermark>,
     },
     /// Literal rows (`VALUES`, or `SELECT` without `FROM`).
     Values {
@@ -154,11 +166,30 @@ impl OperatorSpec {
                 .join(", ")
         };
         match self {
-            OperatorSpec::Source { table, .. } => format!(
-                "{} [{}]",
-                table.name,
-                table.options.get("connector").map_or("?", String::as_str)
-            ),
+            OperatorSpec::Source {
+                table,
+                watermark,
+                projection,
+            } => {
+                let mut text = format!(
+                    "{} [{}]",
+                    table.name,
+                    table.options.get("connector").map_or("?", String::as_str)
+                );
+                if let Some(w) = watermark {
+                    let in_table = projection
+                        .as_ref()
+                        .and_then(|p| p.get(w.column).copied())
+                        .unwrap_or(w.column);
+                    let column = table
+                        .schema
+                        .fields()
+                        .get(in_table)
+                        .map_or("?", |f| f.name());
+                    let _ = write!(text, " watermark {column} - {} ms", w.delay_millis);
+                }
+                text
+            }
             OperatorSpec::Values { rows } => format!("{} row(s)", rows.len()),
             OperatorSpec::Filter { predicate, .. } => predicate.to_string(),
             OperatorSpec::Project { exprs, .. } => list(exprs),

@@ -4,7 +4,9 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::{FetchType, SkipType};
 use datafusion_expr::{Expr, LogicalPlan};
 
-use super::{Edge, Graph, Node, OperatorSpec, Partitioning, PlanOptions, arrow_schema};
+use super::{
+    Edge, Graph, Node, OperatorSpec, Partitioning, PlanOptions, SourceWatermark, arrow_schema,
+};
 use crate::connector::{self, ConnectorError, TableDef};
 use crate::sql::Catalog;
 use crate::sql::lateral::LateralTable;
@@ -111,6 +113,27 @@ impl Builder<'_> {
         id
     }
 
+    /// In streaming mode, the watermark of a table whose watermark column the scan reads.
+    fn source_watermark(
+        &self,
+        entry: &crate::sql::catalog::TableEntry,
+        projection: Option<&[usize]>,
+    ) -> Option<SourceWatermark> {
+        if !self.options.streaming {
+            return None;
+        }
+        let (watermark, delay_millis) = (entry.watermark.as_ref()?, entry.watermark_delay_millis?);
+        let in_table = entry.def.schema.index_of(&watermark.column).ok()?;
+        let column = match projection {
+            Some(columns) => columns.iter().position(|&c| c == in_table)?,
+            None => in_table,
+        };
+        Some(SourceWatermark {
+            column,
+            delay_millis,
+        })
+    }
+
     fn add(&mut self, plan: &LogicalPlan) -> Result<usize, PlanError> {
         let parallelism = self.options.parallelism.max(1);
         match plan {
@@ -120,10 +143,12 @@ impl Builder<'_> {
                     return Err(PlanError::Unsupported(format!("table '{name}' not found")));
                 };
                 connector::validate(&entry.def, true)?;
+                let watermark = self.source_watermark(entry, scan.projection.as_deref());
                 let mut id = self.node(
                     OperatorSpec::Source {
                         table: entry.def.clone(),
                         projection: scan.projection.clone(),
+                        watermark,
                     },
                     parallelism,
                     arrow_schema(&scan.projected_schema),

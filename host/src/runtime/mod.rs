@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod operators;
 pub mod router;
+pub mod watermark;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use crate::connector::{self, ConnectorError, SourceRequest, Subtask};
 use crate::plan::{Graph, OperatorSpec};
 use operators::Operator;
 use router::Router;
+use watermark::{InputWatermarks, SourceWatermarks};
 
 /// Rows per batch that sources produce.
 pub const BATCH_SIZE: usize = 8192;
@@ -186,14 +188,19 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
                 router,
             };
             match &node.operator {
-                OperatorSpec::Source { table, projection } => {
+                OperatorSpec::Source {
+                    table,
+                    projection,
+                    watermark,
+                } => {
                     let table = table.clone();
                     let request = SourceRequest {
                         subtask,
                         projection: projection.clone(),
                         batch_size: BATCH_SIZE,
                     };
-                    tasks.spawn(run_source(task, table, request));
+                    let watermarks = watermark.map(SourceWatermarks::new);
+                    tasks.spawn(run_source(task, table, request, watermarks));
                 }
                 OperatorSpec::Sink { table } => {
                     let writer = connector::open_sink(table, subtask).map_err(|source| {
@@ -276,6 +283,7 @@ async fn run_source(
     mut task: SubtaskContext,
     table: connector::TableDef,
     request: SourceRequest,
+    mut watermarks: Option<SourceWatermarks>,
 ) -> Result<(), RuntimeError> {
     let connector_error = |source| RuntimeError::Connector {
         operator: format!("reading table '{}'", table.name),
@@ -290,17 +298,36 @@ async fn run_source(
     let mut reader = opened.map_err(&connector_error)?;
     loop {
         let mut router = std::mem::take(&mut task.router);
-        let (back_reader, back_router, result) = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let result = reader
-                .next_batch()
-                .map(|batch| batch.map(|batch| (batch.num_rows(), router.partition(&batch))));
-            (reader, router, result.map(|r| (r, started.elapsed())))
-        })
-        .await
-        .map_err(join_error)?;
+        let (back_reader, back_router, back_watermarks, result) =
+            tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let result = reader.next_batch().map(|batch| {
+                    batch.map(|batch| {
+                        let parts = router.partition(&batch).and_then(|parts| {
+                            let watermark = match &mut watermarks {
+                                Some(w) => match batch.columns().get(w.column()) {
+                                    Some(times) => w.observe(times)?,
+                                    None => return Err("the event-time column is missing".into()),
+                                },
+                                None => None,
+                            };
+                            Ok((parts, watermark))
+                        });
+                        (batch.num_rows(), parts)
+                    })
+                });
+                (
+                    reader,
+                    router,
+                    watermarks,
+                    result.map(|r| (r, started.elapsed())),
+                )
+            })
+            .await
+            .map_err(join_error)?;
         reader = back_reader;
         task.router = back_router;
+        watermarks = back_watermarks;
         task.stats
             .skipped_rows
             .store(reader.skipped_rows(), Ordering::Relaxed);
@@ -313,20 +340,33 @@ async fn run_source(
                 task.stats
                     .rows_out
                     .fetch_add(rows as u64, Ordering::Relaxed);
-                let parts = parts.map_err(|message| RuntimeError::Operator {
+                let (parts, watermark) = parts.map_err(|message| RuntimeError::Operator {
                     operator: task.node_label.clone(),
                     message,
                 })?;
                 if !task.router.send(parts).await {
                     return Ok(());
                 }
+                if let Some(watermark) = watermark
+                    && !task.router.broadcast(Message::Watermark(watermark)).await
+                {
+                    return Ok(());
+                }
             }
             None => {
+                // The end of input is the end of time: downstream treats it as such.
                 task.router.end().await;
                 return Ok(());
             }
         }
     }
+}
+
+/// What an operator subtask is asked to do next.
+enum Step {
+    Batch(RecordBatch),
+    Watermark(i64),
+    End,
 }
 
 async fn run_operator(
@@ -335,70 +375,108 @@ async fn run_operator(
     receiver: Option<mpsc::Receiver<Envelope>>,
     expected_ends: usize,
 ) -> Result<(), RuntimeError> {
-    // A node without inputs (VALUES) runs its end-of-input at once.
     let mut ended = 0;
-    let mut receiver = receiver;
-    loop {
-        let message = match (&mut receiver, expected_ends) {
-            (_, 0) => Message::EndOfInput,
-            (Some(rx), _) => match rx.recv().await {
-                Some(envelope) => envelope.message,
-                None => return Ok(()),
-            },
-            (None, _) => return Err(RuntimeError::Internal("operator without input".into())),
-        };
-        let last = match &message {
+    let mut watermarks = InputWatermarks::new(expected_ends);
+    let Some(mut receiver) = receiver.filter(|_| expected_ends > 0) else {
+        // A node without inputs (VALUES) runs its end of input at once.
+        let (_, open) = run_step(&mut task, operator, Step::End).await?;
+        if open {
+            task.router.end().await;
+        }
+        return Ok(());
+    };
+    while let Some(envelope) = receiver.recv().await {
+        let (step, last) = match envelope.message {
             Message::Batch(batch) => {
-                task.count_in(batch);
-                false
+                task.count_in(&batch);
+                (Step::Batch(batch), false)
             }
+            Message::Watermark(watermark) => match watermarks.update(envelope.sender, watermark) {
+                Some(combined) => (Step::Watermark(combined), false),
+                None => continue,
+            },
             Message::EndOfInput => {
                 ended += 1;
-                ended >= expected_ends
+                let last = ended >= expected_ends;
+                match watermarks.end(envelope.sender) {
+                    Some(combined) if !last => (Step::Watermark(combined), false),
+                    // The last end: the watermark reaches the end of time first.
+                    Some(combined) => {
+                        let (back, open) =
+                            run_step(&mut task, operator, Step::Watermark(combined)).await?;
+                        operator = back;
+                        if !open {
+                            task.router.end().await;
+                            return Ok(());
+                        }
+                        (Step::End, true)
+                    }
+                    None => (Step::End, last),
+                }
             }
-            // Watermarks and barriers act in streaming mode (later issues); in batch mode
-            // sources send none.
-            Message::Watermark(_) | Message::Barrier(_) => continue,
+            // Barriers act with checkpoints (a later issue).
+            Message::Barrier(_) => continue,
         };
-        if !last && !matches!(message, Message::Batch(_)) {
+        if matches!(step, Step::End) && !last {
             continue;
         }
-        let mut router = std::mem::take(&mut task.router);
-        let (back_operator, back_router, result) = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let mut out = Vec::new();
-            let result = match message {
-                Message::Batch(batch) => operator.on_batch(batch, &mut out),
-                _ => operator.on_end(&mut out),
-            }
-            .and_then(|()| {
-                let mut parts = Vec::new();
-                for batch in out.into_iter().filter(|b| b.num_rows() > 0) {
-                    parts.extend(router.partition(&batch)?);
-                }
-                Ok(parts)
-            });
-            (operator, router, result.map(|parts| (parts, started)))
-        })
-        .await
-        .map_err(join_error)?;
-        operator = back_operator;
-        task.router = back_router;
-        let (parts, started) = result.map_err(|message| RuntimeError::Operator {
-            operator: task.node_label.clone(),
-            message,
-        })?;
-        task.busy(started);
-        let rows: usize = parts.iter().map(|(_, _, b)| b.num_rows()).sum();
-        task.stats
-            .rows_out
-            .fetch_add(rows as u64, Ordering::Relaxed);
-        let open = task.router.send(parts).await;
+        let (back, open) = run_step(&mut task, operator, step).await?;
+        operator = back;
         if last || !open || operator.is_finished() {
             task.router.end().await;
             return Ok(());
         }
     }
+    // Every sender went away without ending: one failed, and its error is the job's.
+    Ok(())
+}
+
+/// Runs one step on a blocking thread and sends what it emits; `false` once downstream is gone.
+async fn run_step(
+    task: &mut SubtaskContext,
+    mut operator: Box<dyn Operator>,
+    step: Step,
+) -> Result<(Box<dyn Operator>, bool), RuntimeError> {
+    let watermark = match step {
+        Step::Watermark(w) => Some(w),
+        _ => None,
+    };
+    let mut router = std::mem::take(&mut task.router);
+    let (back_operator, back_router, result) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let result = match step {
+            Step::Batch(batch) => operator.on_batch(batch, &mut out),
+            Step::Watermark(w) => operator.on_watermark(w, &mut out),
+            Step::End => operator.on_end(&mut out),
+        }
+        .and_then(|()| {
+            let mut parts = Vec::new();
+            for batch in out.into_iter().filter(|b| b.num_rows() > 0) {
+                parts.extend(router.partition(&batch)?);
+            }
+            Ok(parts)
+        });
+        (operator, router, result.map(|parts| (parts, started)))
+    })
+    .await
+    .map_err(join_error)?;
+    task.router = back_router;
+    let (parts, started) = result.map_err(|message| RuntimeError::Operator {
+        operator: task.node_label.clone(),
+        message,
+    })?;
+    task.busy(started);
+    let rows: usize = parts.iter().map(|(_, _, b)| b.num_rows()).sum();
+    task.stats
+        .rows_out
+        .fetch_add(rows as u64, Ordering::Relaxed);
+    let mut open = task.router.send(parts).await;
+    // Downstream learns of the end of time from the end of input itself.
+    if let Some(w) = watermark.filter(|&w| open && w < watermark::END_OF_TIME) {
+        open = task.router.broadcast(Message::Watermark(w)).await;
+    }
+    Ok((back_operator, open))
 }
 
 async fn run_sink(

@@ -22,6 +22,12 @@ use crate::udf::coerce;
 pub trait Operator: Send {
     fn name(&self) -> &'static str;
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String>;
+    /// Event time has reached `watermark` (ms): no row at or before it will come any more.
+    /// Emits what that completes (a window's result). The end of input comes after a watermark
+    /// of [`super::watermark::END_OF_TIME`].
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        Ok(())
+    }
     /// All input has ended: emit what is held back.
     fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
         Ok(())

@@ -193,6 +193,12 @@ impl Router {
 
     /// Tells every downstream subtask this one has ended.
     pub async fn end(&self) {
+        self.broadcast(Message::EndOfInput).await;
+    }
+
+    /// Sends `message` to every downstream subtask; `false` when one has gone.
+    pub async fn broadcast(&self, message: Message) -> bool {
+        let mut open = true;
         for route in &self.routes {
             let targets: Vec<&mpsc::Sender<Envelope>> = match route {
                 Route::Forward(sender) => vec![sender],
@@ -201,14 +207,14 @@ impl Router {
                 | Route::Hash { targets, .. } => targets.iter().collect(),
             };
             for sender in targets {
-                let _ = sender
-                    .send(Envelope {
-                        sender: self.sender,
-                        message: Message::EndOfInput,
-                    })
-                    .await;
+                let envelope = Envelope {
+                    sender: self.sender,
+                    message: message.clone(),
+                };
+                open &= sender.send(envelope).await.is_ok();
             }
         }
+        open
     }
 }
 

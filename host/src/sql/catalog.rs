@@ -20,6 +20,8 @@ use crate::udf::FunctionKind;
 pub struct TableEntry {
     pub def: TableDef,
     pub watermark: Option<WatermarkDef>,
+    /// The watermark's bounded out-of-orderness, in milliseconds.
+    pub watermark_delay_millis: Option<i64>,
     pub primary_key: Vec<String>,
 }
 
@@ -58,9 +60,16 @@ impl Catalog {
                 .map_err(|message| SqlError::plan(message, Some(column.location)))?;
             fields.push(Field::new(&column.name, data_type, !column.not_null));
         }
+        let mut watermark_delay_millis = None;
         if let Some(watermark) = &create.watermark {
             match fields.iter().find(|f| f.name() == &watermark.column) {
-                Some(field) if matches!(field.data_type(), DataType::Timestamp(..)) => {}
+                Some(field) if matches!(field.data_type(), DataType::Timestamp(..)) => {
+                    watermark_delay_millis = Some(
+                        watermark
+                            .delay_millis()
+                            .map_err(|m| SqlError::plan(m, Some(watermark.location)))?,
+                    );
+                }
                 Some(field) => {
                     return Err(SqlError::plan(
                         format!(
@@ -100,6 +109,7 @@ impl Catalog {
                     options,
                 },
                 watermark: create.watermark.clone(),
+                watermark_delay_millis,
                 primary_key: create.primary_key.clone(),
             },
         );

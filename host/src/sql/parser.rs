@@ -56,6 +56,71 @@ pub struct WatermarkDef {
     pub location: Location,
 }
 
+impl WatermarkDef {
+    /// The bounded out-of-orderness in milliseconds that `expr` states: `ts` (0) or
+    /// `ts - INTERVAL '<n>' <unit>`, Flink's usual forms; anything else is an error saying so.
+    pub fn delay_millis(&self) -> Result<i64, String> {
+        let unsupported = || {
+            format!(
+                "the watermark must be `{0}` or `{0} - INTERVAL '<n>' <unit>` (bounded \
+                 out-of-orderness), not `{1}`",
+                self.column, self.expr
+            )
+        };
+        let is_column =
+            |e: &ast::Expr| matches!(e, ast::Expr::Identifier(id) if id.value == self.column);
+        let mut expr = &self.expr;
+        while let ast::Expr::Nested(inner) = expr {
+            expr = inner;
+        }
+        match expr {
+            e if is_column(e) => Ok(0),
+            ast::Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Minus,
+                right,
+            } if is_column(left) => match right.as_ref() {
+                ast::Expr::Interval(interval) => interval_millis(interval).ok_or_else(unsupported),
+                _ => Err(unsupported()),
+            },
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+/// `INTERVAL '<n>' <unit>` (or `INTERVAL '<n> <unit>'`) in milliseconds, when not negative.
+fn interval_millis(interval: &ast::Interval) -> Option<i64> {
+    if interval.last_field.is_some() {
+        return None;
+    }
+    let text = match interval.value.as_ref() {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::Number(s, _) => s.clone(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (amount, unit) = match &interval.leading_field {
+        Some(field) => (text.trim().to_string(), field.to_string()),
+        None => {
+            let (amount, unit) = text.trim().split_once(char::is_whitespace)?;
+            (amount.to_string(), unit.trim().to_uppercase())
+        }
+    };
+    // `DateTimeField`'s names as it prints them.
+    let unit_millis = match unit.as_str() {
+        "MILLISECOND" | "MILLISECONDS" => 1.0,
+        "SECOND" | "SECONDS" => 1_000.0,
+        "MINUTE" | "MINUTES" => 60_000.0,
+        "HOUR" | "HOURS" => 3_600_000.0,
+        "DAY" | "DAYS" => 86_400_000.0,
+        _ => return None,
+    };
+    let amount: f64 = amount.parse().ok()?;
+    let millis = (amount * unit_millis).round();
+    (millis.is_finite() && (0.0..9.0e15).contains(&millis)).then_some(millis as i64)
+}
+
 #[derive(Debug, Clone)]
 pub struct CreateTable {
     pub name: String,
@@ -450,6 +515,34 @@ mod tests {
         let mut all = parse_script(sql).expect("parses");
         assert_eq!(all.len(), 1);
         all.remove(0).statement
+    }
+
+    #[test]
+    fn watermark_delays_in_flink_forms() {
+        let delay = |watermark: &str| {
+            let Statement::CreateTable(t) = one(&format!(
+                "CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS {watermark}) WITH ()"
+            )) else {
+                panic!("not a table")
+            };
+            t.watermark.expect("watermark").delay_millis()
+        };
+        assert_eq!(delay("ts"), Ok(0));
+        assert_eq!(delay("ts - INTERVAL '5' SECOND"), Ok(5_000));
+        assert_eq!(delay("(ts - INTERVAL '0.25' SECONDS)"), Ok(250));
+        assert_eq!(delay("ts - INTERVAL '2' MINUTE"), Ok(120_000));
+        assert_eq!(delay("ts - INTERVAL '1 hour'"), Ok(3_600_000));
+        assert_eq!(delay("ts - INTERVAL '10' MILLISECOND"), Ok(10));
+        for bad in [
+            "ts + INTERVAL '5' SECOND",
+            "ts - INTERVAL '-5' SECOND",
+            "ts - INTERVAL '1' MONTH",
+            "other - INTERVAL '5' SECOND",
+            "ts - 5",
+        ] {
+            let error = delay(bad).expect_err(bad);
+            assert!(error.contains("bounded out-of-orderness"), "{bad}: {error}");
+        }
     }
 
     #[test]

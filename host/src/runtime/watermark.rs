@@ -1,0 +1,175 @@
+//! Event time: how a source makes watermarks from its rows, and how an operator combines those
+//! of its inputs.
+//!
+//! As in Flink, a source's watermark trails the largest event time it has read by the table's
+//! bounded out-of-orderness (and 1 ms: a row exactly at the watermark is still on time), an
+//! operator's watermark is the minimum over its inputs, and an input that has ended holds nothing
+//! back: the end of bounded input is a watermark of +infinity, so every window fires.
+
+use std::collections::HashMap;
+
+use arrow::array::AsArray;
+use arrow::array::{Array, ArrayRef};
+use arrow::compute::max;
+use arrow::datatypes::{
+    DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
+
+use crate::plan::SourceWatermark;
+
+/// The watermark after every row has been seen.
+pub const END_OF_TIME: i64 = i64::MAX;
+
+/// One source subtask's watermark, advanced by the batches it reads.
+#[derive(Debug)]
+pub(crate) struct SourceWatermarks {
+    spec: SourceWatermark,
+    /// The largest event time read so far (ms), if any.
+    max_seen: Option<i64>,
+    emitted: i64,
+}
+
+impl SourceWatermarks {
+    pub(crate) fn new(spec: SourceWatermark) -> Self {
+        Self {
+            spec,
+            max_seen: None,
+            emitted: i64::MIN,
+        }
+    }
+
+    /// Takes in a batch's event-time column; the new watermark if it advanced.
+    pub(crate) fn observe(&mut self, times: &ArrayRef) -> Result<Option<i64>, String> {
+        let Some(batch_max) = max_millis(times)? else {
+            return Ok(None);
+        };
+        let max_seen = self.max_seen.map_or(batch_max, |m| m.max(batch_max));
+        self.max_seen = Some(max_seen);
+        let watermark = max_seen
+            .saturating_sub(self.spec.delay_millis)
+            .saturating_sub(1);
+        if watermark > self.emitted {
+            self.emitted = watermark;
+            Ok(Some(watermark))
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(crate) fn column(&self) -> usize {
+        self.spec.column
+    }
+}
+
+/// The largest value of a timestamp column in milliseconds (floored), or `None` if all null.
+pub(crate) fn max_millis(times: &ArrayRef) -> Result<Option<i64>, String> {
+    let DataType::Timestamp(unit, _) = times.data_type() else {
+        return Err(format!(
+            "the event-time column is {}, not a TIMESTAMP",
+            times.data_type()
+        ));
+    };
+    Ok(match unit {
+        TimeUnit::Second => {
+            max(times.as_primitive::<TimestampSecondType>()).map(|v| v.saturating_mul(1_000))
+        }
+        TimeUnit::Millisecond => max(times.as_primitive::<TimestampMillisecondType>()),
+        TimeUnit::Microsecond => {
+            max(times.as_primitive::<TimestampMicrosecondType>()).map(|v| v.div_euclid(1_000))
+        }
+        TimeUnit::Nanosecond => {
+            max(times.as_primitive::<TimestampNanosecondType>()).map(|v| v.div_euclid(1_000_000))
+        }
+    })
+}
+
+/// An operator subtask's watermark: the minimum of the latest watermark from each upstream
+/// subtask, once every one has sent one.
+#[derive(Debug)]
+pub(crate) struct InputWatermarks {
+    inputs: usize,
+    latest: HashMap<usize, i64>,
+    current: i64,
+}
+
+impl InputWatermarks {
+    pub(crate) fn new(inputs: usize) -> Self {
+        Self {
+            inputs,
+            latest: HashMap::new(),
+            current: i64::MIN,
+        }
+    }
+
+    /// Records `watermark` from upstream subtask `sender`; the combined watermark if it advanced.
+    pub(crate) fn update(&mut self, sender: usize, watermark: i64) -> Option<i64> {
+        let latest = self.latest.entry(sender).or_insert(i64::MIN);
+        // Watermarks never go back, even if a sender's do.
+        *latest = (*latest).max(watermark);
+        if self.latest.len() < self.inputs {
+            return None;
+        }
+        let combined = self.latest.values().copied().min().unwrap_or(i64::MIN);
+        (combined > self.current).then(|| {
+            self.current = combined;
+            combined
+        })
+    }
+
+    /// `sender` has ended: it holds time back no more.
+    pub(crate) fn end(&mut self, sender: usize) -> Option<i64> {
+        self.update(sender, END_OF_TIME)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{TimestampMicrosecondArray, TimestampMillisecondArray};
+
+    use super::*;
+
+    #[test]
+    fn a_source_trails_the_largest_time_by_the_delay_and_a_millisecond() {
+        let mut source = SourceWatermarks::new(SourceWatermark {
+            column: 0,
+            delay_millis: 5_000,
+        });
+        let batch = |times: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(TimestampMillisecondArray::from(times))
+        };
+        assert_eq!(source.observe(&batch(vec![None, None])), Ok(None));
+        assert_eq!(
+            source.observe(&batch(vec![Some(10_000), Some(12_000), None])),
+            Ok(Some(6_999))
+        );
+        // Out of order, behind the largest: no progress.
+        assert_eq!(source.observe(&batch(vec![Some(11_000)])), Ok(None));
+        assert_eq!(source.observe(&batch(vec![Some(20_000)])), Ok(Some(14_999)));
+        let micros: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![-1_500]));
+        assert_eq!(max_millis(&micros), Ok(Some(-2)));
+    }
+
+    #[test]
+    fn an_operator_waits_for_every_input_and_takes_the_minimum() {
+        let mut inputs = InputWatermarks::new(2);
+        assert_eq!(inputs.update(0, 100), None);
+        assert_eq!(inputs.update(1, 50), Some(50));
+        assert_eq!(inputs.update(1, 40), None, "never back");
+        assert_eq!(inputs.update(0, 200), None, "input 1 still at 50");
+        assert_eq!(inputs.update(1, 300), Some(200));
+        assert_eq!(inputs.end(0), Some(300));
+        assert_eq!(inputs.end(1), Some(END_OF_TIME));
+        assert_eq!(inputs.update(0, 400), None, "nothing after the end of time");
+    }
+
+    #[test]
+    fn ends_alone_reach_the_end_of_time() {
+        let mut inputs = InputWatermarks::new(3);
+        assert_eq!(inputs.end(0), None);
+        assert_eq!(inputs.end(2), None);
+        assert_eq!(inputs.end(1), Some(END_OF_TIME));
+    }
+}
