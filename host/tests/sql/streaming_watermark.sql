@@ -1,6 +1,7 @@
 -- In streaming mode a table's watermark makes its source emit watermarks (bounded
 -- out-of-orderness); EXPLAIN shows them. Rows flow as in batch mode.
 SET 'execution.runtime-mode' = 'streaming';
+SET 'parallelism.default' = '2';
 
 CREATE TABLE Bids (
   auction BIGINT,

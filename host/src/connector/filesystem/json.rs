@@ -3,8 +3,12 @@
 //!
 //! As in Flink: a missing field is null, a field not declared is ignored, and a number or boolean
 //! read into a string column becomes its text. A line that is not one whole object, or a value that
-//! does not fit its column, is a bad line. Timestamps are decoded as text and parsed by
-//! [`super::timestamp`], which is several times quicker than Arrow's parser on the usual shapes.
+//! does not fit its column, is a bad line.
+//!
+//! Blocks of flat objects go through [`super::json_flat`] (one pass, about twice as quick);
+//! anything it refuses goes to Arrow's decoder, with timestamps decoded as text and parsed by
+//! [`super::timestamp`] (quicker than Arrow's parser on the usual shapes); a block that fails
+//! there is decoded line by line to say which line is bad and why.
 
 use std::sync::Arc;
 
@@ -14,6 +18,7 @@ use arrow::error::ArrowError;
 use arrow::json::reader::{Decoder, ReaderBuilder};
 use arrow::record_batch::RecordBatch;
 
+use super::json_flat::FlatDecoder;
 use super::lines::{LineDecoder, newlines};
 use crate::connector::{ConnectorError, TableDef};
 
@@ -22,6 +27,8 @@ pub(super) struct JsonLines {
     schema: SchemaRef,
     /// What the decoder produces: `schema` with text for its timestamp columns.
     decoded: SchemaRef,
+    /// The quick path for flat objects, when the columns' types allow it.
+    flat: Option<FlatDecoder>,
     batch_size: usize,
     decoder: Decoder,
 }
@@ -60,6 +67,7 @@ impl JsonLines {
             )
         })?;
         Ok(JsonLines {
+            flat: FlatDecoder::new(&schema, batch_size),
             schema,
             decoded,
             batch_size,
@@ -88,6 +96,12 @@ pub(super) fn message(error: ArrowError) -> String {
 impl LineDecoder for JsonLines {
     fn decode(&mut self, lines: &[u8], out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let appended = out.len();
+        if let Some(flat) = &mut self.flat {
+            if flat.decode(lines, out).is_ok() {
+                return Ok(());
+            }
+            out.truncate(appended);
+        }
         if self.decode_block(lines, out).is_ok() {
             return Ok(());
         }
@@ -108,7 +122,7 @@ impl LineDecoder for JsonLines {
 }
 
 impl JsonLines {
-    /// The whole block in one pass of the decoder (a call per line costs a fifth more), checked
+    /// The whole block in one pass of Arrow's decoder (not one call per line), checked
     /// after the fact: every non-blank line must start with `{` and end with `}`, and there must be
     /// as many rows as such lines. A `}` followed by `{` is never valid inside one JSON value, so
     /// no value can then span two lines, and the count leaves exactly one object per line.

@@ -20,6 +20,7 @@
 
 mod csv;
 mod json;
+mod json_flat;
 mod lines;
 mod parquet;
 mod sink;

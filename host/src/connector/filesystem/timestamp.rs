@@ -72,7 +72,7 @@ fn typed<T: ArrowTimestampType>(
     Ok(Arc::new(array))
 }
 
-fn units_per_second(unit: TimeUnit) -> i64 {
+pub(super) fn units_per_second(unit: TimeUnit) -> i64 {
     match unit {
         TimeUnit::Second => 1,
         TimeUnit::Millisecond => 1_000,
@@ -105,7 +105,7 @@ fn message(error: arrow::error::ArrowError) -> String {
 
 /// Seconds since the epoch and nanoseconds of `YYYY-MM-DD[T ]hh:mm:ss[.d{1,9}]` read as UTC, or
 /// `None` for any other shape or an invalid date or time (left to Arrow's parser to explain).
-fn naive_utc(text: &[u8]) -> Option<(i64, u32)> {
+pub(super) fn naive_utc(text: &[u8]) -> Option<(i64, u32)> {
     let (date_time, fraction) = match text.get(19) {
         None if text.len() == 19 => (text, &[][..]),
         Some(b'.') if (21..=29).contains(&text.len()) => (&text[..19], &text[20..]),
