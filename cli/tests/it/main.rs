@@ -420,6 +420,31 @@ fn run_prints_query_results_and_writes_tables() {
 }
 
 #[test]
+fn run_counts_skipped_rows_in_stats() {
+    let data = repo().join("udfs/data/bad_orders.jsonl");
+    let text = format!(
+        "CREATE TABLE bad (order_id BIGINT, country STRING, quantity INT) WITH (\
+         'connector' = 'filesystem', 'path' = '{}', 'format' = 'json', \
+         'json.ignore-parse-errors' = 'true');\n\
+         CREATE TABLE out (order_id BIGINT, quantity INT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT order_id, quantity FROM bad;\n",
+        data.display()
+    );
+    let path = script("run_skipped.sql", &text);
+    let out = weir(&["run", &path, "--stats"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("inserted 2 row(s) into 'out'"), "{stderr}");
+    assert!(stderr.contains("skipped 2 unparsable row(s)"), "{stderr}");
+    // The source's line of the table: rows in, rows out, busy, skipped.
+    let source = stderr
+        .lines()
+        .find(|l| l.contains("Source bad"))
+        .unwrap_or_else(|| panic!("no source line: {stderr}"));
+    assert_eq!(source.split_whitespace().last(), Some("2"), "{source}");
+}
+
+#[test]
 fn run_reports_a_bad_script_with_its_line() {
     let path = script(
         "run_bad.sql",
