@@ -10,8 +10,8 @@ use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, TimeUnit};
 
 use super::random::{
-    STREAM_URLS, SplitMix, Stream, StringTable, below, pick, pool_slice, pool_start, pools,
-    push_prefix,
+    STREAM_LATENESS, STREAM_URLS, SplitMix, Stream, StringTable, below, pick, pool_slice,
+    pool_start, pools, push_prefix,
 };
 use super::reader::Clock;
 use super::{AUCTIONS_PER_EPOCH, Column, EPOCH, Field, Kind, NANOS_PER_SECOND};
@@ -67,6 +67,8 @@ pub(super) struct Generator {
     kind: Kind,
     seed: u64,
     clock: Clock,
+    /// The most an event's time falls behind its place in the sequence (ns).
+    out_of_orderness: u64,
     /// Built only when `channel` or `url` is read.
     channels: Option<ChannelTable>,
 }
@@ -79,6 +81,7 @@ impl Generator {
         kind: Kind,
         seed: u64,
         clock: Clock,
+        out_of_orderness: u64,
         columns: &[Column],
     ) -> Self {
         let needs_channels = columns
@@ -89,6 +92,7 @@ impl Generator {
             kind,
             seed,
             clock,
+            out_of_orderness,
             channels: needs_channels.then(|| ChannelTable::new(seed)),
         }
     }
@@ -244,6 +248,16 @@ impl Generator {
         let base = BASE_TIME_SECONDS * (NANOS_PER_SECOND / NANOS_PER_UNIT) as i64;
         let mut values = Vec::with_capacity(rows.len());
         match expires {
+            None if self.out_of_orderness > 0 => {
+                // Each event falls behind its place by a random lag of at most the bound, so a
+                // watermark trailing the largest time seen by the bound never passes a later one.
+                let lateness = Stream::new(self.seed, STREAM_LATENESS);
+                let spread = self.out_of_orderness.saturating_add(1);
+                self.clock.for_each(rows, |i, nanos| {
+                    let nanos = nanos.saturating_sub(below(lateness.at(i), spread));
+                    values.push(base.wrapping_add((nanos / NANOS_PER_UNIT) as i64));
+                });
+            }
             None => self.clock.for_each(rows, |_, nanos| {
                 values.push(base.wrapping_add((nanos / NANOS_PER_UNIT) as i64));
             }),

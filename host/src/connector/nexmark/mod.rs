@@ -36,7 +36,14 @@ const OPT_TABLE: &str = "nexmark.table";
 const OPT_EVENTS: &str = "events.num";
 const OPT_RATE: &str = "events.per-second";
 const OPT_SEED: &str = "seed";
-const KNOWN_OPTIONS: &[&str] = &[OPT_TABLE, OPT_EVENTS, OPT_RATE, OPT_SEED];
+const OPT_OUT_OF_ORDERNESS: &str = "events.out-of-orderness";
+const KNOWN_OPTIONS: &[&str] = &[
+    OPT_TABLE,
+    OPT_EVENTS,
+    OPT_RATE,
+    OPT_SEED,
+    OPT_OUT_OF_ORDERNESS,
+];
 const KINDS: &str = "bid, person, auction";
 
 /// Events per epoch; each kind's place in it is `Kind::slots`.
@@ -259,6 +266,9 @@ struct Config {
     /// `'events.per-second'`: event time and throttle.
     rate: Option<u64>,
     seed: u64,
+    /// `'events.out-of-orderness'`: each event's time is up to this much (ns) before its place
+    /// in the sequence says.
+    out_of_orderness_nanos: u64,
     /// One per declared column, in declared order.
     columns: Vec<Column>,
 }
@@ -285,6 +295,18 @@ impl Config {
             (1..=MAX_RATE).contains(&rate)
         })?;
         let seed = parse_u64(table, OPT_SEED, "a non-negative integer", |_| true)?.unwrap_or(0);
+        let out_of_orderness_nanos = match table.options.get(OPT_OUT_OF_ORDERNESS) {
+            None => 0,
+            Some(value) => duration_nanos(value).ok_or_else(|| {
+                ConnectorError::option(
+                    table,
+                    format!(
+                        "option '{OPT_OUT_OF_ORDERNESS}' must be a duration such as '5 s', \
+                         '200 ms' or '2 min', got '{value}'"
+                    ),
+                )
+            })?,
+        };
         let columns = table
             .schema
             .fields()
@@ -335,9 +357,29 @@ impl Config {
             events,
             rate,
             seed,
+            out_of_orderness_nanos,
             columns,
         })
     }
+}
+
+/// A duration as Flink writes them: `5 s`, `200 ms`, `2 min`, `1 h`, or bare milliseconds.
+fn duration_nanos(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let amount: u64 = value[..split].parse().ok()?;
+    let unit = match value[split..].trim() {
+        "ns" => 1,
+        "us" => 1_000,
+        "" | "ms" => 1_000_000,
+        "s" | "sec" | "second" | "seconds" => NANOS_PER_SECOND,
+        "min" | "minute" | "minutes" => 60 * NANOS_PER_SECOND,
+        "h" | "hour" | "hours" => 3_600 * NANOS_PER_SECOND,
+        _ => return None,
+    };
+    amount.checked_mul(unit)
 }
 
 /// An optional integer option; `what` describes the values that `ok` accepts, for the message.

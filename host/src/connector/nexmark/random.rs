@@ -50,6 +50,8 @@ impl std::fmt::Debug for StringTable {
 }
 /// The random stream for channel urls; fields' streams are their discriminants.
 pub(super) const STREAM_URLS: u64 = 1000;
+/// The random stream for events' lag behind their place (`'events.out-of-orderness'`).
+pub(super) const STREAM_LATENESS: u64 = 1001;
 
 /// The golden-ratio increment of splitmix64.
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;

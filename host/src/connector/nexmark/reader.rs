@@ -73,6 +73,7 @@ impl NexmarkReader {
                 config.kind,
                 config.seed,
                 clock,
+                config.out_of_orderness_nanos,
                 &columns,
             ),
             columns,

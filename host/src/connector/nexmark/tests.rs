@@ -580,3 +580,56 @@ fn bad_options_are_named() {
     assert!(super::super::validate(&table, true).is_err());
     assert!(super::super::validate(&kind_table("auction", &[]), true).is_ok());
 }
+
+#[test]
+fn out_of_orderness_lags_events_within_its_bound() {
+    let times = |options: &[(&str, &str)]| -> Vec<i64> {
+        let mut all = vec![
+            ("nexmark.table", "bid"),
+            ("events.num", "20000"),
+            ("events.per-second", "10000"),
+        ];
+        all.extend_from_slice(options);
+        let table = table_def(&[("dateTime", ts(TimeUnit::Millisecond))], &all);
+        read_all(&table)
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    let in_order = times(&[]);
+    assert!(in_order.windows(2).all(|w| w[0] <= w[1]));
+    let lagged = times(&[("events.out-of-orderness", "200 ms")]);
+    assert_eq!(
+        lagged,
+        times(&[("events.out-of-orderness", "200")]),
+        "same events"
+    );
+    assert_eq!(lagged.len(), in_order.len());
+    let mut behind = 0;
+    let mut max_seen = i64::MIN;
+    for (lagged, nominal) in lagged.iter().zip(&in_order) {
+        assert!(
+            (nominal - 200..=*nominal).contains(lagged),
+            "{lagged} vs {nominal}"
+        );
+        // Never behind a watermark that trails the largest time by the bound.
+        assert!(*lagged > max_seen.saturating_sub(201), "{lagged} after {max_seen}");
+        behind += usize::from(*lagged < max_seen);
+        max_seen = max_seen.max(*lagged);
+    }
+    assert!(behind > lagged.len() / 2, "mostly out of order: {behind}");
+
+    for bad in ["soon", "-5 s", "5 weeks", "1.5 s"] {
+        let table = kind_table("bid", &[("events.out-of-orderness", bad)]);
+        let message = error(&table);
+        assert!(
+            message.contains("'events.out-of-orderness' must be a duration"),
+            "{message}"
+        );
+    }
+}
