@@ -618,7 +618,10 @@ fn out_of_orderness_lags_events_within_its_bound() {
             "{lagged} vs {nominal}"
         );
         // Never behind a watermark that trails the largest time by the bound.
-        assert!(*lagged > max_seen.saturating_sub(201), "{lagged} after {max_seen}");
+        assert!(
+            *lagged > max_seen.saturating_sub(201),
+            "{lagged} after {max_seen}"
+        );
         behind += usize::from(*lagged < max_seen);
         max_seen = max_seen.max(*lagged);
     }
