@@ -13,17 +13,14 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BooleanArray, BooleanBufferBuilder, Float32Array, Float64Array, Int8Array,
-    Int16Array, Int32Array, Int64Array, PrimitiveArray, StringArray,
+    Int16Array, Int32Array, Int64Array, StringArray,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow::datatypes::{
-    ArrowTimestampType, DataType, SchemaRef, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-};
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::lines::newlines;
-use super::timestamp::{naive_utc, units_per_second};
+use super::timestamp::{in_unit, naive_utc, timestamp_array, units_per_second};
 
 /// The block is not for this decoder (Arrow's decoder takes it).
 #[derive(Debug, PartialEq, Eq)]
@@ -284,10 +281,7 @@ impl FlatDecoder {
                 p.expect(b'"')?;
                 let text = p.plain_string()?;
                 let (seconds, nanos) = naive_utc(text).ok_or(Refused)?;
-                let value = seconds
-                    .checked_mul(per_second)
-                    .and_then(|v| v.checked_add(i64::from(nanos) / (1_000_000_000 / per_second)))
-                    .ok_or(Refused)?;
+                let value = in_unit(seconds, nanos, per_second).ok_or(Refused)?;
                 column.push_number(value);
             }
         }
@@ -330,7 +324,9 @@ impl FlatDecoder {
                     numbers.iter().map(|&v| v != 0).collect(),
                     nulls,
                 )),
-                Kind::Timestamp { .. } => timestamps(field.data_type(), numbers, nulls)?,
+                Kind::Timestamp { .. } => {
+                    timestamp_array(field.data_type(), numbers, nulls).map_err(|_| Refused)?
+                }
                 Kind::Utf8 => {
                     let offsets = std::mem::replace(&mut column.offsets, vec![0]);
                     let bytes = std::mem::take(&mut column.bytes);
@@ -349,36 +345,6 @@ impl FlatDecoder {
         }
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|_| Refused)
     }
-}
-
-/// A timestamp column of `data_type`'s unit and zone.
-fn timestamps(
-    data_type: &DataType,
-    values: Vec<i64>,
-    nulls: Option<NullBuffer>,
-) -> Result<ArrayRef, Refused> {
-    fn typed<T: ArrowTimestampType>(
-        data_type: &DataType,
-        values: Vec<i64>,
-        nulls: Option<NullBuffer>,
-    ) -> ArrayRef {
-        Arc::new(PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone()))
-    }
-    Ok(match data_type {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            typed::<TimestampSecondType>(data_type, values, nulls)
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => {
-            typed::<TimestampMillisecondType>(data_type, values, nulls)
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            typed::<TimestampMicrosecondType>(data_type, values, nulls)
-        }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            typed::<TimestampNanosecondType>(data_type, values, nulls)
-        }
-        _ => return Err(Refused),
-    })
 }
 
 impl Column {
@@ -605,7 +571,7 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
     use arrow::util::pretty::pretty_format_batches;
 
     use super::*;

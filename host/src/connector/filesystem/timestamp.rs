@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
 use arrow::array::{Array, ArrayRef, PrimitiveArray, StringArray};
+use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::cast_utils::string_to_datetime;
 use arrow::datatypes::{
     ArrowTimestampType, DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
@@ -33,25 +34,7 @@ pub(super) fn parse_column(
         .unwrap_or("+00:00")
         .parse()
         .map_err(|e| format!("time zone of {data_type}: {e}"))?;
-    Ok(match unit {
-        TimeUnit::Second => typed::<TimestampSecondType>(strings, data_type, fast, &zone)?,
-        TimeUnit::Millisecond => {
-            typed::<TimestampMillisecondType>(strings, data_type, fast, &zone)?
-        }
-        TimeUnit::Microsecond => {
-            typed::<TimestampMicrosecondType>(strings, data_type, fast, &zone)?
-        }
-        TimeUnit::Nanosecond => typed::<TimestampNanosecondType>(strings, data_type, fast, &zone)?,
-    })
-}
-
-fn typed<T: ArrowTimestampType>(
-    strings: &StringArray,
-    data_type: &DataType,
-    fast: bool,
-    zone: &Tz,
-) -> Result<ArrayRef, String> {
-    let per_second = units_per_second(T::UNIT);
+    let per_second = units_per_second(*unit);
     let mut values = Vec::with_capacity(strings.len());
     for index in 0..strings.len() {
         if strings.is_null(index) {
@@ -60,16 +43,50 @@ fn typed<T: ArrowTimestampType>(
         }
         let text = strings.value(index);
         let value = match fast.then(|| naive_utc(text.as_bytes())).flatten() {
-            Some((seconds, nanos)) => seconds
-                .checked_mul(per_second)
-                .and_then(|v| v.checked_add(i64::from(nanos) / (1_000_000_000 / per_second))),
-            None => slow(text, T::UNIT, zone)?,
+            Some((seconds, nanos)) => in_unit(seconds, nanos, per_second),
+            None => slow(text, *unit, &zone)?,
         };
         values.push(value.ok_or_else(|| format!("\"{text}\" is out of range for {data_type}"))?);
     }
-    let array = PrimitiveArray::<T>::new(values.into(), strings.nulls().cloned())
-        .with_data_type(data_type.clone());
-    Ok(Arc::new(array))
+    timestamp_array(data_type, values, strings.nulls().cloned())
+}
+
+/// A timestamp column of `data_type` (unit and zone) from values in its unit.
+pub(super) fn timestamp_array(
+    data_type: &DataType,
+    values: Vec<i64>,
+    nulls: Option<NullBuffer>,
+) -> Result<ArrayRef, String> {
+    fn typed<T: ArrowTimestampType>(
+        data_type: &DataType,
+        values: Vec<i64>,
+        nulls: Option<NullBuffer>,
+    ) -> ArrayRef {
+        Arc::new(PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone()))
+    }
+    Ok(match data_type {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            typed::<TimestampSecondType>(data_type, values, nulls)
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            typed::<TimestampMillisecondType>(data_type, values, nulls)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            typed::<TimestampMicrosecondType>(data_type, values, nulls)
+        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            typed::<TimestampNanosecondType>(data_type, values, nulls)
+        }
+        other => return Err(format!("{other} is not a timestamp type")),
+    })
+}
+
+/// Seconds and nanoseconds since the epoch in units of which a second holds `per_second`
+/// (rounded down), or `None` on overflow.
+pub(super) fn in_unit(seconds: i64, nanos: u32, per_second: i64) -> Option<i64> {
+    seconds
+        .checked_mul(per_second)
+        .and_then(|v| v.checked_add(i64::from(nanos) / (1_000_000_000 / per_second)))
 }
 
 pub(super) fn units_per_second(unit: TimeUnit) -> i64 {
