@@ -44,6 +44,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "execution.runtime-mode",
     "parallelism.default",
     "pipeline.max-parallelism",
+    "pipeline.batch-size",
 ];
 
 /// Batch or streaming (`execution.runtime-mode`).
@@ -99,6 +100,8 @@ pub struct Session {
     mode: RuntimeMode,
     parallelism: usize,
     max_parallelism: usize,
+    /// `pipeline.batch-size`: rows per batch that sources produce.
+    batch_size: usize,
 }
 
 impl Session {
@@ -111,6 +114,7 @@ impl Session {
             mode: RuntimeMode::Batch,
             parallelism: 1,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
+            batch_size: crate::plan::DEFAULT_BATCH_SIZE,
         }
     }
 
@@ -141,6 +145,9 @@ impl Session {
             }
             "parallelism.default" => {
                 self.parallelism = parse_count(key, value, 1..=self.max_parallelism)?;
+            }
+            "pipeline.batch-size" => {
+                self.batch_size = parse_count(key, value, 1..=1 << 20)?;
             }
             "pipeline.max-parallelism" => {
                 self.max_parallelism = parse_count(key, value, 1..=32768)?;
@@ -238,6 +245,7 @@ impl Session {
                     parallelism: self.parallelism,
                     max_parallelism: self.max_parallelism,
                     streaming: self.mode == RuntimeMode::Streaming,
+                    batch_size: self.batch_size,
                 };
                 let (plan, destination, table) = match planned {
                     PlannedQuery::Select(plan) => (plan, Destination::Collect, None),
@@ -252,12 +260,18 @@ impl Session {
                         (input, Destination::Table(entry.def.clone()), Some(table))
                     }
                 };
-                let graph = Arc::new(crate::plan::translate(
-                    &plan,
-                    &self.catalog,
-                    destination,
-                    options,
-                )?);
+                let graph = crate::plan::translate(&plan, &self.catalog, destination, options)
+                    .map_err(|error| match error {
+                        // Placed where the statement names what the message quotes.
+                        PlanError::Unsupported(message) => {
+                            let location =
+                                crate::sql::locate_quoted_name(&message, text, located.location)
+                                    .or(Some(located.location));
+                            JobError::Sql(SqlError::plan(message, location))
+                        }
+                        other => JobError::Plan(other),
+                    })?;
+                let graph = Arc::new(graph);
                 if *explain {
                     return Ok(Outcome::Text(graph.explain()));
                 }

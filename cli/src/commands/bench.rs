@@ -24,7 +24,11 @@ pub enum Suite {
 #[derive(Debug, clap::Args)]
 pub struct NexmarkArgs {
     /// Queries to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "q0,q1,q2,q14,q17,q22")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q0,q1,q2,q14,q17,q22,q5-counts,q7-max,tumble-10ms"
+    )]
     pub queries: Vec<String>,
     /// Events to generate per query (all kinds; 46 in 50 are bids).
     #[arg(long, default_value_t = 10_000_000)]
@@ -41,7 +45,16 @@ pub struct NexmarkArgs {
 }
 
 const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
-                           url STRING, dateTime TIMESTAMP(3), extra STRING";
+                           url STRING, dateTime TIMESTAMP(3), extra STRING, \
+                           WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND";
+
+/// The queries `query` knows.
+const QUERIES: &str = "q0, q1, q2, q14, q17, q22, q5-counts, q7-max, tumble-10ms";
+
+/// Whether `query` runs in streaming mode (windows fire as the watermark passes them).
+fn streaming(query: &str) -> bool {
+    matches!(query, "q5-counts" | "q7-max" | "tumble-10ms")
+}
 
 /// The Nexmark query `name`, in Flink SQL as Weir runs it, reading `bid` and writing `sink`.
 pub fn query(name: &str) -> Option<(&'static str, &'static str)> {
@@ -80,6 +93,30 @@ pub fn query(name: &str) -> Option<(&'static str, &'static str)> {
                COUNT(*) FILTER (WHERE price >= 1000000) AS rank3_bids, \
                MIN(price), MAX(price), AVG(price), SUM(price) \
              FROM bid GROUP BY auction, CAST(dateTime AS DATE)",
+        ),
+        // Nexmark q5's hot-items count: bids per auction in hopping windows.
+        "q5-counts" => (
+            "auction BIGINT, num BIGINT, starttime TIMESTAMP(3), endtime TIMESTAMP(3)",
+            "INSERT INTO sink \
+             SELECT auction, COUNT(*) AS num, window_start AS starttime, window_end AS endtime \
+             FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '10' SECOND)) \
+             GROUP BY auction, window_start, window_end",
+        ),
+        // Nexmark q7's highest bid per window.
+        "q7-max" => (
+            "maxprice BIGINT, window_end TIMESTAMP(3)",
+            "INSERT INTO sink \
+             SELECT MAX(price) AS maxprice, window_end \
+             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end",
+        ),
+        // Many small windows (the default rate makes 10 ms 100,000 events): firing costs.
+        "tumble-10ms" => (
+            "auction BIGINT, window_end TIMESTAMP(3), bids BIGINT, total BIGINT",
+            "INSERT INTO sink \
+             SELECT auction, window_end, COUNT(*), SUM(price) \
+             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' MILLISECOND)) \
+             GROUP BY auction, window_start, window_end",
         ),
         "q22" => (
             "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, dir1 STRING, dir2 STRING, dir3 STRING",
@@ -135,7 +172,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             args.events,
             json_dir.display()
         );
-        run_script(&tokio, &runtime, &script, args.parallelism)?;
+        run_script(&tokio, &runtime, &script, args.parallelism, false)?;
         queries.push((
             "q0-json".into(),
             format!(
@@ -147,7 +184,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     for (name, source) in &queries {
         let base = name.trim_end_matches("-json");
         let Some((sink_columns, insert)) = query(base) else {
-            bail!("unknown query '{name}' (known: q0, q1, q2, q14, q17, q22)");
+            bail!("unknown query '{name}' (known: {QUERIES})");
         };
         let script = format!(
             "CREATE TABLE bid ({BID_COLUMNS}) WITH ({source});\n\
@@ -157,7 +194,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             module.display()
         );
         let started = Instant::now();
-        let rows = run_script(&tokio, &runtime, &script, args.parallelism)?;
+        let rows = run_script(&tokio, &runtime, &script, args.parallelism, streaming(base))?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
             "{name:<8} {:>12.0} events/s  ({} events in {seconds:.2} s, {rows} rows out)",
@@ -179,9 +216,13 @@ fn run_script(
     runtime: &WasmRuntime,
     script: &str,
     parallelism: usize,
+    streaming: bool,
 ) -> anyhow::Result<u64> {
     let mut session = Session::new(runtime.clone(), ".");
     session.set("parallelism.default", &parallelism.to_string())?;
+    if streaming {
+        session.set("execution.runtime-mode", "streaming")?;
+    }
     let statements = weir_host::sql::parse_script(script)?;
     let mut rows = 0;
     for statement in &statements {

@@ -155,14 +155,24 @@ fn report(graph: &Graph, stats: &JobStats, enabled: bool, session: &Session) {
     if skipped > 0 {
         eprintln!("skipped {skipped} unparsable row(s) (ignore-parse-errors)");
     }
+    let late: u64 = stats
+        .operators
+        .iter()
+        .map(|(_, s)| s.late_rows.load(Ordering::Relaxed))
+        .sum();
+    if late > 0 {
+        eprintln!(
+            "dropped {late} late row(s): they came after the watermark had passed their window"
+        );
+    }
     if !enabled {
         return;
     }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
-        "{:<28} {:>12} {:>12} {:>10} {:>10}",
-        "operator", "rows in", "rows out", "busy", "skipped"
+        "{:<28} {:>12} {:>12} {:>10} {:>10} {:>10}",
+        "operator", "rows in", "rows out", "busy", "skipped", "late"
     );
     for (node, (name, s)) in graph.nodes.iter().zip(&stats.operators) {
         let label = match &node.operator {
@@ -173,12 +183,13 @@ fn report(graph: &Graph, stats: &JobStats, enabled: bool, session: &Session) {
         };
         let _ = writeln!(
             err,
-            "{:<28} {:>12} {:>12} {:>9.1?} {:>10}",
+            "{:<28} {:>12} {:>12} {:>9.1?} {:>10} {:>10}",
             label,
             s.rows_in.load(Ordering::Relaxed),
             s.rows_out.load(Ordering::Relaxed),
             std::time::Duration::from_nanos(s.busy_nanos.load(Ordering::Relaxed)),
             s.skipped_rows.load(Ordering::Relaxed),
+            s.late_rows.load(Ordering::Relaxed),
         );
     }
     for function in session.catalog().functions() {

@@ -436,12 +436,48 @@ fn run_counts_skipped_rows_in_stats() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("inserted 2 row(s) into 'out'"), "{stderr}");
     assert!(stderr.contains("skipped 2 unparsable row(s)"), "{stderr}");
-    // The source's line of the table: rows in, rows out, busy, skipped.
+    // The source's line of the table: rows in, rows out, busy, skipped, late.
     let source = stderr
         .lines()
         .find(|l| l.contains("Source bad"))
         .unwrap_or_else(|| panic!("no source line: {stderr}"));
-    assert_eq!(source.split_whitespace().last(), Some("2"), "{source}");
+    let fields: Vec<&str> = source.split_whitespace().collect();
+    assert_eq!(fields[fields.len() - 2..], ["2", "0"], "{source}");
+}
+
+#[test]
+fn run_counts_late_rows_in_stats() {
+    // Bids at 1..=12 s, then one at 2 s: its window [0, 5) fired when the watermark (5 s
+    // behind) passed 5 s, so it is late.
+    let mut rows = String::new();
+    for second in (1..=12).chain([2]) {
+        rows.push_str(&format!(
+            "{{\"auction\":1,\"dateTime\":\"2026-01-01 10:00:{second:02}\"}}\n"
+        ));
+    }
+    let data = script("late.jsonl", &rows);
+    let text = format!(
+        "SET 'execution.runtime-mode' = 'streaming';\n\
+         SET 'pipeline.batch-size' = '1';\n\
+         CREATE TABLE bid (auction BIGINT, dateTime TIMESTAMP(3), \
+         WATERMARK FOR dateTime AS dateTime - INTERVAL '5' SECOND) WITH (\
+         'connector' = 'filesystem', 'path' = '{data}', 'format' = 'json');\n\
+         CREATE TABLE out (window_start TIMESTAMP(3), bids BIGINT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO out SELECT window_start, COUNT(*) FROM \
+         TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '5' SECOND)) \
+         GROUP BY window_start, window_end;\n"
+    );
+    let path = script("run_late.sql", &text);
+    let out = weir(&["run", &path, "--stats"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("dropped 1 late row(s)"), "{stderr}");
+    assert!(stderr.contains("inserted 3 row(s) into 'out'"), "{stderr}");
+    let window = stderr
+        .lines()
+        .find(|l| l.contains("WindowAggregate"))
+        .unwrap_or_else(|| panic!("no window line: {stderr}"));
+    assert_eq!(window.split_whitespace().last(), Some("1"), "{window}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! over the input's schema; the runtime makes them physical.
 
 pub mod translate;
+pub(crate) mod window;
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use datafusion_expr::{Expr, SortExpr};
 
 use crate::connector::TableDef;
 use crate::sql::lateral::FunctionRef;
+use crate::sql::window::WindowKind;
 
 pub use translate::{PlanError, translate};
 
@@ -29,7 +31,12 @@ pub struct PlanOptions {
     pub parallelism: usize,
     pub max_parallelism: usize,
     pub streaming: bool,
+    /// Rows per batch that sources produce (`pipeline.batch-size`).
+    pub batch_size: usize,
 }
+
+/// Rows per batch that sources produce unless `pipeline.batch-size` says otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 8192;
 
 impl Default for PlanOptions {
     fn default() -> Self {
@@ -37,6 +44,7 @@ impl Default for PlanOptions {
             parallelism: 1,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             streaming: false,
+            batch_size: DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -47,6 +55,8 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
     pub max_parallelism: usize,
+    /// Rows per batch that sources produce.
+    pub batch_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +99,17 @@ pub struct SourceWatermark {
     pub delay_millis: i64,
 }
 
+/// What a window aggregation's GROUP BY item becomes in its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowGroup {
+    /// The i-th key expression's value.
+    Key(usize),
+    Start,
+    End,
+    /// `window_end - 1 ms`.
+    Time,
+}
+
 /// What a node does. Expressions are over the input's schema (`input_schema`).
 #[derive(Debug, Clone)]
 pub enum OperatorSpec {
@@ -123,6 +144,31 @@ pub enum OperatorSpec {
         input_schema: DFSchemaRef,
         output_schema: DFSchemaRef,
     },
+    /// A window table function: every row with `window_start`, `window_end` and `window_time`
+    /// appended. With `slices`, feeding a window aggregation, each row comes once, with its slice
+    /// (the piece of time windows share) in those columns; otherwise once per window it is in.
+    WindowAssign {
+        window: WindowKind,
+        /// The time attribute, an index into the input's columns.
+        time_column: usize,
+        slices: bool,
+    },
+    /// GROUP BY window_start, window_end [, keys]: each (key, slice) accumulates in state, and
+    /// a window's result is emitted once the watermark passes its end (at the end of input in
+    /// batch mode). Rows for windows already emitted are late: dropped and counted.
+    WindowAggregate {
+        window: WindowKind,
+        /// Whether the input's window columns hold slices of `window` (else whole windows).
+        sliced: bool,
+        /// The input's window_start and window_end columns.
+        start_column: usize,
+        end_column: usize,
+        key_exprs: Vec<Expr>,
+        /// The GROUP BY items, in the output's order.
+        groups: Vec<WindowGroup>,
+        aggr_exprs: Vec<Expr>,
+        input_schema: DFSchemaRef,
+    },
     /// Batch only: everything, sorted, at end of input.
     Sort {
         exprs: Vec<SortExpr>,
@@ -149,6 +195,8 @@ impl OperatorSpec {
             OperatorSpec::Project { .. } => "Project",
             OperatorSpec::Lateral { .. } => "LateralTable",
             OperatorSpec::Aggregate { .. } => "Aggregate",
+            OperatorSpec::WindowAssign { .. } => "WindowAssign",
+            OperatorSpec::WindowAggregate { .. } => "WindowAggregate",
             OperatorSpec::Sort { .. } => "Sort",
             OperatorSpec::Limit { .. } => "Limit",
             OperatorSpec::Sink { .. } => "Sink",
@@ -211,6 +259,21 @@ impl OperatorSpec {
             } => format!(
                 "group by [{}] compute [{}]",
                 list(group_exprs),
+                list(aggr_exprs)
+            ),
+            OperatorSpec::WindowAssign { window, slices, .. } => {
+                format!("{window}{}", if *slices { " as slices" } else { "" })
+            }
+            OperatorSpec::WindowAggregate {
+                window,
+                sliced,
+                key_exprs,
+                aggr_exprs,
+                ..
+            } => format!(
+                "{window}{} group by [{}] compute [{}]",
+                if *sliced { " from slices" } else { "" },
+                list(key_exprs),
                 list(aggr_exprs)
             ),
             OperatorSpec::Sort { exprs, fetch, .. } => format!(

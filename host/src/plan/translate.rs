@@ -4,12 +4,14 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::{FetchType, SkipType};
 use datafusion_expr::{Expr, LogicalPlan};
 
+use super::window::{self as window_plan, WindowLineage};
 use super::{
     Edge, Graph, Node, OperatorSpec, Partitioning, PlanOptions, SourceWatermark, arrow_schema,
 };
 use crate::connector::{self, ConnectorError, TableDef};
 use crate::sql::Catalog;
 use crate::sql::lateral::LateralTable;
+use crate::sql::window::WindowTvf;
 
 /// Why a query cannot become a dataflow graph. Always the user's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +42,12 @@ pub fn translate(
     let mut builder = Builder {
         catalog,
         options,
+        sliced_windows: Vec::new(),
         graph: Graph {
             nodes: Vec::new(),
             edges: Vec::new(),
             max_parallelism: options.max_parallelism,
+            batch_size: options.batch_size.max(1),
         },
     };
     let root = builder.add(plan)?;
@@ -66,6 +70,9 @@ pub fn translate(
 struct Builder<'a> {
     catalog: &'a Catalog,
     options: PlanOptions,
+    /// Window table functions (by node address) that feed a window aggregation, which assign
+    /// slices rather than windows.
+    sliced_windows: Vec<usize>,
     graph: Graph,
 }
 
@@ -202,6 +209,11 @@ impl Builder<'_> {
                         "GROUPING SETS, ROLLUP and CUBE are not supported yet".into(),
                     ));
                 }
+                if let Some(lineage) = window_plan::lineage(&aggregate.input)
+                    && let Some(spec) = window_plan::window_aggregate(aggregate, &lineage)?
+                {
+                    return self.window_aggregate(aggregate, &lineage, spec);
+                }
                 let input = self.add(&aggregate.input)?;
                 let keyed = !aggregate.group_expr.is_empty();
                 let id = self.node(
@@ -220,6 +232,14 @@ impl Builder<'_> {
                     self.connect(input, id);
                 }
                 Ok(id)
+            }
+            LogicalPlan::Extension(extension)
+                if let Some(tvf) = extension.node.as_any().downcast_ref::<WindowTvf>() =>
+            {
+                let slices = self
+                    .sliced_windows
+                    .contains(&window_plan::node_id(&extension.node));
+                self.window_assign(tvf, slices)
             }
             LogicalPlan::Extension(extension) => {
                 let Some(lateral) = extension.node.as_any().downcast_ref::<LateralTable>() else {
@@ -299,6 +319,61 @@ impl Builder<'_> {
                 other.display()
             ))),
         }
+    }
+
+    /// A window table function's rows (checking, in streaming mode, that its time column is a
+    /// time attribute).
+    fn window_assign(&mut self, tvf: &WindowTvf, slices: bool) -> Result<usize, PlanError> {
+        let Some(time_column) = tvf.time_index() else {
+            return Err(PlanError::Unsupported(format!(
+                "{}: time column {} not found",
+                tvf.kind.function_name(),
+                tvf.time_column
+            )));
+        };
+        if self.options.streaming {
+            window_plan::check_time_attribute(self.catalog, tvf, time_column)?;
+        }
+        let input = self.add(&tvf.input)?;
+        Ok(self.then(
+            input,
+            OperatorSpec::WindowAssign {
+                window: tvf.kind,
+                time_column,
+                slices,
+            },
+            &tvf.schema,
+        ))
+    }
+
+    /// GROUP BY window_start, window_end [, keys] over a window table function.
+    fn window_aggregate(
+        &mut self,
+        aggregate: &datafusion_expr::logical_plan::Aggregate,
+        lineage: &WindowLineage,
+        spec: OperatorSpec,
+    ) -> Result<usize, PlanError> {
+        if matches!(spec, OperatorSpec::WindowAggregate { sliced: true, .. }) {
+            self.sliced_windows.push(lineage.node_id);
+        }
+        let input = self.add(&aggregate.input)?;
+        let keys = match &spec {
+            OperatorSpec::WindowAggregate { key_exprs, .. } => key_exprs.clone(),
+            _ => Vec::new(),
+        };
+        let keyed = !keys.is_empty();
+        let parallelism = if keyed {
+            self.options.parallelism.max(1)
+        } else {
+            1
+        };
+        let id = self.node(spec, parallelism, arrow_schema(&aggregate.schema));
+        if keyed {
+            self.edge(input, id, Partitioning::Hash(keys));
+        } else {
+            self.connect(input, id);
+        }
+        Ok(id)
     }
 
     fn limit(

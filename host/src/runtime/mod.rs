@@ -9,10 +9,13 @@
 //! **Boundary:** runs a `plan::Graph`; reaches connectors through `connector`, UDFs through
 //! `functions`, state through `state`. No SQL.
 
+pub mod accumulators;
 pub mod aggregate;
 pub mod operators;
 pub mod router;
 pub mod watermark;
+pub mod window;
+pub mod window_aggregate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +32,7 @@ use router::Router;
 use watermark::{InputWatermarks, SourceWatermarks};
 
 /// Rows per batch that sources produce.
-pub const BATCH_SIZE: usize = 8192;
+pub const BATCH_SIZE: usize = crate::plan::DEFAULT_BATCH_SIZE;
 /// Batches in flight per channel before the sender waits.
 const CHANNEL_CAPACITY: usize = 4;
 
@@ -75,6 +78,8 @@ pub struct OperatorStats {
     pub busy_nanos: AtomicU64,
     /// Rows a source skipped as unparsable.
     pub skipped_rows: AtomicU64,
+    /// Rows that came after the watermark had passed their window: dropped, and counted here.
+    pub late_rows: AtomicU64,
 }
 
 /// Counters of a running or finished job, one entry per graph node.
@@ -197,7 +202,7 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
                     let request = SourceRequest {
                         subtask,
                         projection: projection.clone(),
-                        batch_size: BATCH_SIZE,
+                        batch_size: graph.batch_size,
                     };
                     let watermarks = watermark.map(SourceWatermarks::new);
                     tasks.spawn(run_source(task, table, request, watermarks));
@@ -450,22 +455,26 @@ async fn run_step(
             Step::Watermark(w) => operator.on_watermark(w, &mut out),
             Step::End => operator.on_end(&mut out),
         }
-        .and_then(|()| {
+        .map(|()| operator.take_late_rows())
+        .and_then(|late| {
             let mut parts = Vec::new();
             for batch in out.into_iter().filter(|b| b.num_rows() > 0) {
                 parts.extend(router.partition(&batch)?);
             }
-            Ok(parts)
+            Ok((parts, late))
         });
         (operator, router, result.map(|parts| (parts, started)))
     })
     .await
     .map_err(join_error)?;
     task.router = back_router;
-    let (parts, started) = result.map_err(|message| RuntimeError::Operator {
+    let ((parts, late), started) = result.map_err(|message| RuntimeError::Operator {
         operator: task.node_label.clone(),
         message,
     })?;
+    if late > 0 {
+        task.stats.late_rows.fetch_add(late, Ordering::Relaxed);
+    }
     task.busy(started);
     let rows: usize = parts.iter().map(|(_, _, b)| b.num_rows()).sum();
     task.stats

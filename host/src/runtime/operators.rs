@@ -13,6 +13,8 @@ use datafusion_expr::{Expr, SortExpr};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::aggregate::HashAggregate;
+use super::window::WindowAssign;
+use super::window_aggregate::{WindowAggregate, WindowAggregateSpec};
 use crate::connector::Subtask;
 use crate::functions::WasmFunction;
 use crate::plan::{Node, OperatorSpec};
@@ -31,6 +33,10 @@ pub trait Operator: Send {
     /// All input has ended: emit what is held back.
     fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
         Ok(())
+    }
+    /// Rows dropped as late since the last call (they are counted in the job's stats).
+    fn take_late_rows(&mut self) -> u64 {
+        0
     }
     /// Needs no more input (a satisfied LIMIT).
     fn is_finished(&self) -> bool {
@@ -109,6 +115,39 @@ pub fn create(
             group_exprs,
             aggr_exprs,
             input_schema,
+            node.schema.clone(),
+            max_parallelism,
+        )?),
+        OperatorSpec::WindowAssign {
+            window,
+            time_column,
+            slices,
+        } => Box::new(WindowAssign::new(
+            *window,
+            *time_column,
+            *slices,
+            node.schema.clone(),
+        )),
+        OperatorSpec::WindowAggregate {
+            window,
+            sliced,
+            start_column,
+            end_column,
+            key_exprs,
+            groups,
+            aggr_exprs,
+            input_schema,
+        } => Box::new(WindowAggregate::new(
+            &WindowAggregateSpec {
+                window: *window,
+                sliced: *sliced,
+                start_column: *start_column,
+                end_column: *end_column,
+                key_exprs,
+                groups,
+                aggr_exprs,
+                input_schema,
+            },
             node.schema.clone(),
             max_parallelism,
         )?),

@@ -72,7 +72,8 @@ impl Router {
                 Partitioning::Broadcast => Route::Broadcast(targets),
                 Partitioning::Hash(exprs) => {
                     let schema = match &graph.nodes[edge.to].operator {
-                        crate::plan::OperatorSpec::Aggregate { input_schema, .. } => {
+                        crate::plan::OperatorSpec::Aggregate { input_schema, .. }
+                        | crate::plan::OperatorSpec::WindowAggregate { input_schema, .. } => {
                             input_schema.clone()
                         }
                         _ => {

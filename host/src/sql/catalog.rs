@@ -223,7 +223,10 @@ impl<'a> PlanningContext<'a> {
             options: super::config(),
             scalars,
             aggregates,
-            relation_planners: vec![Arc::new(super::lateral::LateralPlanner::new(catalog))],
+            relation_planners: vec![
+                Arc::new(super::lateral::LateralPlanner::new(catalog)),
+                Arc::new(super::window::WindowPlanner),
+            ],
             // What DataFusion's session registers: COUNT(*), EXTRACT, SUBSTRING ... FROM, POSITION,
             // struct literals and the like are planned by these.
             expr_planners: vec![

@@ -13,6 +13,7 @@ pub mod flink;
 pub mod lateral;
 pub mod parser;
 pub mod types;
+pub mod window;
 
 use std::sync::Arc;
 
@@ -170,7 +171,7 @@ pub(crate) fn clean_message(error: &DataFusionError) -> String {
 
 /// Finds, in the statement starting at `start`, the first whole-word occurrence of a name that
 /// the message quotes ('name' or "name" or `name`).
-fn locate_quoted_name(message: &str, text: &str, start: Location) -> Option<Location> {
+pub(crate) fn locate_quoted_name(message: &str, text: &str, start: Location) -> Option<Location> {
     let names = quoted_names(message);
     let offset = offset_of(text, start)?;
     let statement = &text[offset..];

@@ -89,7 +89,7 @@ impl WatermarkDef {
 }
 
 /// `INTERVAL '<n>' <unit>` (or `INTERVAL '<n> <unit>'`) in milliseconds, when not negative.
-fn interval_millis(interval: &ast::Interval) -> Option<i64> {
+pub(crate) fn interval_millis(interval: &ast::Interval) -> Option<i64> {
     if interval.last_field.is_some() {
         return None;
     }
@@ -153,7 +153,7 @@ pub fn parse_script(sql: &str) -> Result<Vec<Located>, SqlError> {
             message: e.message.clone(),
             location: e.location,
         })?;
-    let tokens = rewrite_lateral_table(tokens);
+    let tokens = rewrite_window_tvf(rewrite_lateral_table(tokens));
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
@@ -481,23 +481,10 @@ fn rewrite_lateral_table(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         if tokens.get(k).map(|t| &t.token) != Some(&Token::LParen) {
             continue;
         }
-        // Find the matching parenthesis; copy what lies between.
-        let mut depth = 0usize;
-        let mut end = None;
-        for (offset, token) in tokens[k..].iter().enumerate() {
-            match token.token {
-                Token::LParen => depth += 1,
-                Token::RParen => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = Some(k + offset);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some(end) = end else { continue };
+        // Copy what lies between the parentheses.
+        let Some(end) = matching_paren(&tokens, k) else {
+            continue;
+        };
         out.push(TokenWithSpan::wrap(Token::Whitespace(
             datafusion_sql::sqlparser::tokenizer::Whitespace::Space,
         )));
@@ -505,6 +492,73 @@ fn rewrite_lateral_table(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         i = end + 1;
     }
     out
+}
+
+/// The index of the `)` closing the `(` at `open`.
+fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (offset, token) in tokens[open..].iter().enumerate() {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + offset);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The window table functions Flink calls as `TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), ...))`.
+const WINDOW_FUNCTIONS: [&str; 4] = ["TUMBLE", "HOP", "CUMULATE", "SESSION"];
+
+/// Flink's window table functions in a form sqlparser reads: `TABLE(TUMBLE(TABLE t, ...))`
+/// becomes `TUMBLE(t, ...)` (a table function in FROM), and `TABLE (SELECT ...)` as the data
+/// argument becomes the subquery `(SELECT ...)`. The window planner takes it from there.
+fn rewrite_window_tvf(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let next_significant = |from: usize| {
+        (from..tokens.len()).find(|&i| !matches!(tokens[i].token, Token::Whitespace(_)))
+    };
+    let is_table =
+        |i: usize| matches!(&tokens[i].token, Token::Word(w) if w.keyword == Keyword::TABLE);
+    let mut dropped = vec![false; tokens.len()];
+    for i in 0..tokens.len() {
+        if !is_table(i) {
+            continue;
+        }
+        let Some(open) = next_significant(i + 1).filter(|&j| tokens[j].token == Token::LParen)
+        else {
+            continue;
+        };
+        let Some(function) = next_significant(open + 1).filter(|&j| {
+            matches!(&tokens[j].token, Token::Word(w)
+                if WINDOW_FUNCTIONS.iter().any(|f| w.value.eq_ignore_ascii_case(f)))
+        }) else {
+            continue;
+        };
+        let Some(args_open) =
+            next_significant(function + 1).filter(|&j| tokens[j].token == Token::LParen)
+        else {
+            continue;
+        };
+        let Some(close) = matching_paren(&tokens, open) else {
+            continue;
+        };
+        dropped[i] = true;
+        dropped[open] = true;
+        dropped[close] = true;
+        if let Some(data) = next_significant(args_open + 1).filter(|&j| is_table(j)) {
+            dropped[data] = true;
+        }
+    }
+    tokens
+        .into_iter()
+        .zip(dropped)
+        .filter_map(|(token, dropped)| (!dropped).then_some(token))
+        .collect()
 }
 
 #[cfg(test)]

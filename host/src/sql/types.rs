@@ -80,3 +80,34 @@ fn timestamp(precision: Option<u64>, local_zone: bool) -> Result<DataType, Strin
     };
     Ok(DataType::Timestamp(unit, local_zone.then(|| "UTC".into())))
 }
+
+/// The Flink SQL name of an Arrow type, for messages (Arrow's own name where Flink has none).
+pub fn sql_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "STRING".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BYTES".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Decimal128(precision, scale) => format!("DECIMAL({precision}, {scale})"),
+        DataType::Timestamp(unit, zone) => {
+            let precision = match unit {
+                arrow::datatypes::TimeUnit::Second => 0,
+                arrow::datatypes::TimeUnit::Millisecond => 3,
+                arrow::datatypes::TimeUnit::Microsecond => 6,
+                arrow::datatypes::TimeUnit::Nanosecond => 9,
+            };
+            if zone.is_some() {
+                format!("TIMESTAMP_LTZ({precision})")
+            } else {
+                format!("TIMESTAMP({precision})")
+            }
+        }
+        other => other.to_string(),
+    }
+}

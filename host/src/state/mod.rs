@@ -45,6 +45,8 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
         entries: Vec<(StateKey, Vec<u8>)>,
     ) -> Result<(), StateError>;
     fn delete(&mut self, state: StateName, key: &StateKey) -> Result<(), StateError>;
+    /// Deletes every key (absent ones are ignored).
+    fn delete_many(&mut self, state: StateName, keys: &[StateKey]) -> Result<(), StateError>;
     /// Every entry of `state`, in key order.
     fn entries(&self, state: StateName) -> Result<Vec<(StateKey, Vec<u8>)>, StateError>;
 }
@@ -83,6 +85,15 @@ impl KeyedStateBackend for MemoryStateBackend {
     fn delete(&mut self, state: StateName, key: &StateKey) -> Result<(), StateError> {
         if let Some(map) = self.states.get_mut(&state) {
             map.remove(key);
+        }
+        Ok(())
+    }
+
+    fn delete_many(&mut self, state: StateName, keys: &[StateKey]) -> Result<(), StateError> {
+        if let Some(map) = self.states.get_mut(&state) {
+            for key in keys {
+                map.remove(key);
+            }
         }
         Ok(())
     }
@@ -127,8 +138,11 @@ mod tests {
             .expect("get");
         assert_eq!(got, [Some(b"x".to_vec()), None, Some(b"y".to_vec())]);
         backend.delete(1, &key(3, b"a")).expect("delete");
+        backend
+            .delete_many(2, &[key(3, b"a"), key(9, b"absent")])
+            .expect("delete many");
+        assert!(backend.entries(2).expect("entries").is_empty());
         let entries = backend.entries(1).expect("entries");
         assert_eq!(entries, [(key(0, b"b"), b"y".to_vec())]);
-        assert_eq!(backend.entries(2).expect("entries").len(), 1);
     }
 }

@@ -8,3 +8,4 @@ mod hostile;
 mod loading;
 mod nexmark;
 mod python;
+mod streaming;

@@ -1,0 +1,348 @@
+//! Window aggregation: `GROUP BY window_start, window_end [, keys]` over a window table
+//! function, emitting each window's rows once, when the watermark passes the window's end.
+//!
+//! As Flink's slicing window operator: the input carries each row's slice (or, when something
+//! between the table function and the aggregation looks at the window columns, each row once
+//! per window, and the window is its own slice). Every (key, slice) accumulates in the state
+//! backend under the slice as namespace; when a window fires, the states of its slices are
+//! merged per key and finished, so a HOP window costs a merge of a few slices, not a pass over
+//! its rows. A slice is deleted once the last window it belongs to has fired. Rows whose slice
+//! belongs to a window that has already fired are late: dropped and counted.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use arrow::array::{ArrayRef, BooleanArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion_common::DFSchemaRef;
+use datafusion_expr::Expr;
+use foldhash::fast::FixedState;
+
+use super::accumulators::Accumulators;
+use super::aggregate::{GroupKeys, output_batch};
+use super::operators::Operator;
+use super::watermark::END_OF_TIME;
+use super::window::{Assigner, millis, time_column};
+use crate::plan::WindowGroup;
+use crate::sql::window::WindowKind;
+use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
+
+/// The state holding each (key, slice)'s accumulators.
+const SLICES: StateName = 0;
+
+/// A slice or window: `(start, end)` in milliseconds.
+type Span = (i64, i64);
+
+/// A group key as the timers hold it: its key group (2 bytes, big-endian), then its encoded
+/// bytes.
+type GroupKey = Vec<u8>;
+
+fn group_key(key_group: u16, key: &[u8]) -> GroupKey {
+    let mut bytes = Vec::with_capacity(2 + key.len());
+    bytes.extend_from_slice(&key_group.to_be_bytes());
+    bytes.extend_from_slice(key);
+    bytes
+}
+
+fn state_key(group_key: &[u8], namespace: Vec<u8>) -> StateKey {
+    StateKey {
+        key_group: u16::from_be_bytes([group_key[0], group_key[1]]),
+        key: group_key[2..].to_vec(),
+        namespace,
+    }
+}
+
+pub(crate) struct WindowAggregate {
+    assigner: Assigner,
+    /// Whether the input's window columns hold slices (else whole windows).
+    sliced: bool,
+    start_column: usize,
+    end_column: usize,
+    keys: GroupKeys,
+    accumulators: Accumulators,
+    backend: Box<dyn KeyedStateBackend>,
+    groups: Vec<WindowGroup>,
+    schema: SchemaRef,
+    /// The last watermark acted on.
+    watermark: i64,
+    /// Every slice in state (by end, then start) and the keys with state in it: the timers
+    /// that fire windows. They move into the state backend with checkpoints.
+    pending: BTreeMap<(i64, i64), HashSet<GroupKey, FixedState>>,
+    /// Late rows dropped since the runtime last asked.
+    late_rows: u64,
+}
+
+/// What a window aggregation is made of (its plan node's fields).
+pub(crate) struct WindowAggregateSpec<'a> {
+    pub window: WindowKind,
+    pub sliced: bool,
+    pub start_column: usize,
+    pub end_column: usize,
+    pub key_exprs: &'a [Expr],
+    pub groups: &'a [WindowGroup],
+    pub aggr_exprs: &'a [Expr],
+    pub input_schema: &'a DFSchemaRef,
+}
+
+fn namespace((start, end): Span) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(16);
+    bytes.extend_from_slice(&end.to_be_bytes());
+    bytes.extend_from_slice(&start.to_be_bytes());
+    bytes
+}
+
+fn span_of(namespace: &[u8]) -> Option<Span> {
+    let end = i64::from_be_bytes(namespace.get(..8)?.try_into().ok()?);
+    let start = i64::from_be_bytes(namespace.get(8..16)?.try_into().ok()?);
+    Some((start, end))
+}
+
+/// Whether a window or slice ending at `end` is complete at `watermark`: its last
+/// millisecond, `end - 1`, is at or before it.
+fn complete(end: i64, watermark: i64) -> bool {
+    end.saturating_sub(1) <= watermark
+}
+
+impl WindowAggregate {
+    pub(crate) fn new(
+        spec: &WindowAggregateSpec,
+        schema: SchemaRef,
+        max_parallelism: usize,
+    ) -> Result<Self, String> {
+        let accumulators = Accumulators::new(spec.aggr_exprs, spec.input_schema)?;
+        if spec.sliced && !matches!(spec.window, WindowKind::Tumble { .. }) {
+            accumulators.require_merge(&format!(
+                "a {} window (made of slices it shares)",
+                spec.window.function_name()
+            ))?;
+        }
+        Ok(Self {
+            assigner: Assigner::new(spec.window),
+            sliced: spec.sliced,
+            start_column: spec.start_column,
+            end_column: spec.end_column,
+            keys: GroupKeys::new(spec.key_exprs, spec.input_schema, max_parallelism)?,
+            accumulators,
+            backend: Box::new(MemoryStateBackend::default()),
+            groups: spec.groups.to_vec(),
+            schema,
+            watermark: i64::MIN,
+            pending: BTreeMap::new(),
+            late_rows: 0,
+        })
+    }
+
+    fn windows_of_slice(&self, slice: Span) -> Vec<Span> {
+        if self.sliced {
+            self.assigner.windows_of_slice(slice)
+        } else {
+            vec![slice]
+        }
+    }
+
+    fn last_window_end(&self, slice: Span) -> i64 {
+        if self.sliced {
+            self.assigner.last_window_end(slice)
+        } else {
+            slice.1
+        }
+    }
+
+    /// Emits every window complete at `watermark` that was not complete before, then drops the
+    /// slices no later window needs.
+    fn fire(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let before = self.watermark;
+        let ready: Vec<Span> = self
+            .pending
+            .keys()
+            .take_while(|(end, _)| complete(*end, watermark))
+            .map(|&(end, start)| (start, end))
+            .collect();
+        let mut windows: BTreeMap<(i64, i64), Vec<Span>> = BTreeMap::new();
+        for &slice in &ready {
+            for (start, end) in self.windows_of_slice(slice) {
+                if complete(end, watermark) && !complete(end, before) {
+                    windows.entry((end, start)).or_default().push(slice);
+                }
+            }
+        }
+        for ((end, start), slices) in windows {
+            self.emit((start, end), &slices, out)?;
+        }
+        for slice in ready {
+            if !complete(self.last_window_end(slice), watermark) {
+                continue;
+            }
+            let Some(keys) = self.pending.remove(&(slice.1, slice.0)) else {
+                continue;
+            };
+            let namespace = namespace(slice);
+            let keys: Vec<StateKey> = keys
+                .iter()
+                .map(|key| state_key(key, namespace.clone()))
+                .collect();
+            self.backend
+                .delete_many(SLICES, &keys)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// One window's rows: every key with state in any of its slices, in key order.
+    fn emit(
+        &mut self,
+        window: Span,
+        slices: &[Span],
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), String> {
+        let keys: BTreeSet<&GroupKey> = slices
+            .iter()
+            .filter_map(|s| self.pending.get(&(s.1, s.0)))
+            .flatten()
+            .collect();
+        let keys: Vec<GroupKey> = keys.into_iter().cloned().collect();
+        for chunk in keys.chunks(super::BATCH_SIZE) {
+            let mut groups = Vec::new();
+            let mut state_keys = Vec::new();
+            for (group, key) in chunk.iter().enumerate() {
+                for slice in slices {
+                    let has_state = self
+                        .pending
+                        .get(&(slice.1, slice.0))
+                        .is_some_and(|keys| keys.contains(key));
+                    if has_state {
+                        groups.push(group);
+                        state_keys.push(state_key(key, namespace(*slice)));
+                    }
+                }
+            }
+            let stored = self
+                .backend
+                .get_many(SLICES, &state_keys)
+                .map_err(|e| e.to_string())?;
+            let mut parts = Vec::with_capacity(stored.len());
+            for (group, state) in groups.iter().zip(&stored) {
+                let state = state
+                    .as_deref()
+                    .ok_or("a window slice's state is missing")?;
+                parts.push((*group, state));
+            }
+            let results = self.accumulators.finish(chunk.len(), &parts)?;
+            let key_columns = self.keys.decode(chunk.iter().map(|k| &k[2..]))?;
+            out.push(self.output(window, chunk.len(), key_columns, results)?);
+        }
+        Ok(())
+    }
+
+    fn output(
+        &self,
+        (start, end): Span,
+        rows: usize,
+        keys: Vec<ArrayRef>,
+        results: Vec<ArrayRef>,
+    ) -> Result<RecordBatch, String> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for (index, group) in self.groups.iter().enumerate() {
+            let data_type = self.schema.field(index).data_type();
+            columns.push(match group {
+                WindowGroup::Key(k) => keys
+                    .get(*k)
+                    .cloned()
+                    .ok_or("a window key column is missing")?,
+                WindowGroup::Start => time_column(vec![start; rows], data_type),
+                WindowGroup::End => time_column(vec![end; rows], data_type),
+                WindowGroup::Time => time_column(vec![end - 1; rows], data_type),
+            });
+        }
+        columns.extend(results);
+        output_batch(&self.schema, columns, rows)
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn name(&self) -> &'static str {
+        "WindowAggregate"
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let column = |index: usize| {
+            batch
+                .columns()
+                .get(index)
+                .ok_or_else(|| "a window column is missing".to_string())
+        };
+        let starts = millis(column(self.start_column)?, "window_start")?;
+        let ends = millis(column(self.end_column)?, "window_end")?;
+        // A slice whose first window has fired is late.
+        let on_time: Vec<bool> = ends
+            .iter()
+            .map(|&end| !complete(end, self.watermark))
+            .collect();
+        let late = on_time.iter().filter(|&&keep| !keep).count();
+        let (batch, starts, ends) = if late == 0 {
+            (batch, starts, ends)
+        } else {
+            self.late_rows += late as u64;
+            let mask = BooleanArray::from(on_time.clone());
+            let keep = |values: Vec<i64>| {
+                values
+                    .into_iter()
+                    .zip(&on_time)
+                    .filter_map(|(v, &keep)| keep.then_some(v))
+                    .collect::<Vec<_>>()
+            };
+            let batch = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
+            (batch, keep(starts), keep(ends))
+        };
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let namespaces: Vec<Vec<u8>> = starts
+            .iter()
+            .zip(&ends)
+            .map(|(&start, &end)| namespace((start, end)))
+            .collect();
+        let touched = self.keys.touched(&batch, Some(&namespaces))?;
+        let stored = self
+            .backend
+            .get_many(SLICES, &touched.keys)
+            .map_err(|e| e.to_string())?;
+        let states = self
+            .accumulators
+            .update(&batch, &touched.row_groups, &stored)?;
+        for (key, state) in touched.keys.iter().zip(&stored) {
+            if state.is_none() {
+                let (start, end) = span_of(&key.namespace).ok_or("a slice key is corrupt")?;
+                self.pending
+                    .entry((end, start))
+                    .or_default()
+                    .insert(group_key(key.key_group, &key.key));
+            }
+        }
+        let entries = touched.keys.into_iter().zip(states).collect();
+        self.backend
+            .put_many(SLICES, entries)
+            .map_err(|e| e.to_string())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.fire(watermark, out)?;
+        self.watermark = watermark;
+        Ok(())
+    }
+
+    fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        self.on_watermark(END_OF_TIME, out)
+    }
+
+    fn take_late_rows(&mut self) -> u64 {
+        std::mem::take(&mut self.late_rows)
+    }
+}

@@ -1,0 +1,249 @@
+//! Streaming keeps batch's answer: every windowed query below, run in streaming mode over
+//! shuffled, out-of-order input (within the watermark's bound) at parallelism 1, 2 and 4 in small
+//! batches, gives the rows the batch run gives. Over many generated inputs, one per seed
+//! (`WEIR_EQUIVALENCE_SEEDS` sets how many; failures name the seed). And late rows: dropped and
+//! counted.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use arrow::record_batch::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use weir_host::job::{NoProgress, Outcome, Session};
+
+use crate::common::{Lcg, component, runtime};
+
+/// The bound on out-of-orderness in the generated input; the tables' watermarks allow 5 s.
+const DISORDER_MILLIS: u64 = 4_000;
+
+/// Queries whose streaming result must equal their batch result.
+const QUERIES: &[&str] = &[
+    // Tumbling, keyed, built-ins and a Wasm aggregate.
+    "SELECT auction, window_start, window_end, COUNT(*) AS n, SUM(price) AS total, MIN(price), \
+     MAX(price), AVG(price), COUNT(DISTINCT bidder), weighted_avg(price, bidder) \
+     FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND)) \
+     GROUP BY auction, window_start, window_end",
+    // Hopping, global, sharing 1-second slices.
+    "SELECT window_start, window_end, window_time, COUNT(*), SUM(price), weighted_avg(price, bidder) \
+     FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '5' SECOND)) \
+     GROUP BY window_start, window_end, window_time",
+    // Hopping with a size that is not a multiple of the slide, keyed by an expression.
+    "SELECT bidder % 5 AS b, window_start, window_end, COUNT(*), MAX(price) \
+     FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '3' SECOND)) \
+     GROUP BY bidder % 5, window_start, window_end",
+    // Cumulating, with a filter before the windows.
+    "SELECT auction, window_start, window_end, COUNT(*), SUM(price) \
+     FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '4' SECOND)) \
+     WHERE price > 50 GROUP BY auction, window_start, window_end",
+    // A filter on a window column: rows are copied per window rather than sliced.
+    "SELECT window_start, window_end, COUNT(*), SUM(price) \
+     FROM TABLE(HOP(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '2' SECOND, INTERVAL '6' SECOND)) \
+     WHERE window_start >= TIMESTAMP '2026-01-01 10:00:03' GROUP BY window_start, window_end",
+    // A window aggregation over a window aggregation's output.
+    "SELECT window_start, window_end, COUNT(*) AS auctions, MAX(n) FROM ( \
+       SELECT auction, window_start, window_end, COUNT(*) AS n \
+       FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '3' SECOND)) \
+       GROUP BY auction, window_start, window_end) \
+     GROUP BY window_start, window_end",
+    // The table function alone.
+    "SELECT auction, price, dateTime, window_start, window_end \
+     FROM TABLE(CUMULATE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND, INTERVAL '3' SECOND)) \
+     WHERE bidder = 3",
+];
+
+/// Bids a few hundred ms apart, written in an order shuffled within [`DISORDER_MILLIS`].
+fn write_bids(seed: u64, path: &std::path::Path) -> usize {
+    let mut random = Lcg(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xB1D5);
+    let count = 1_000 + random.below(3_000) as usize;
+    let mut millis = 0u64;
+    let mut rows = Vec::with_capacity(count);
+    for _ in 0..count {
+        millis += random.below(40);
+        let arrival = millis + random.below(DISORDER_MILLIS + 1);
+        rows.push((
+            arrival,
+            millis,
+            1 + random.below(12),
+            1 + random.below(30),
+            random.below(500),
+        ));
+    }
+    rows.sort_by_key(|r| r.0);
+    let mut text = String::new();
+    for (_, millis, auction, bidder, price) in &rows {
+        let _ = writeln!(
+            text,
+            r#"{{"auction":{auction},"bidder":{bidder},"price":{price},"dateTime":"2026-01-01 10:{:02}:{:02}.{:03}"}}"#,
+            millis / 60_000,
+            millis / 1_000 % 60,
+            millis % 1_000
+        );
+    }
+    std::fs::write(path, text).expect("write bids");
+    count
+}
+
+struct Run {
+    rows: Vec<String>,
+    late: u64,
+}
+
+fn run(path: &std::path::Path, query: &str, settings: &[(&str, String)]) -> Run {
+    let script = format!(
+        "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), \
+         WATERMARK FOR dateTime AS dateTime - INTERVAL '5' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+         CREATE FUNCTION weighted_avg AS 'weighted_avg' LANGUAGE WASM USING JAR '{}';\n\
+         {query};",
+        path.display(),
+        component("stats").display()
+    );
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let mut session = Session::new(runtime(), ".");
+    for (key, value) in settings {
+        session.set(key, value).expect("setting");
+    }
+    let mut result = None;
+    for statement in weir_host::sql::parse_script(&script).expect("parses") {
+        match tokio.block_on(session.execute(&statement, &script, &mut NoProgress)) {
+            Ok(Outcome::Rows { batches, stats, .. }) => {
+                let late = stats
+                    .operators
+                    .iter()
+                    .map(|(_, s)| s.late_rows.load(Ordering::Relaxed))
+                    .sum();
+                result = Some(Run {
+                    rows: sorted_rows(&batches),
+                    late,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{query}: {e}"),
+        }
+    }
+    result.expect("the query's rows")
+}
+
+/// Each row as text, sorted: the result as a multiset.
+fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            rows.push(cells.join(" | "));
+        }
+    }
+    rows.sort_unstable();
+    rows
+}
+
+#[test]
+fn streaming_results_equal_batch_results_over_many_seeds() {
+    let seeds: u64 = std::env::var("WEIR_EQUIVALENCE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut failures = Vec::new();
+    for seed in 0..seeds {
+        let path = dir.path().join(format!("bids-{seed}.jsonl"));
+        let count = write_bids(seed, &path);
+        let batch_size = 1 + (seed * 37 % 97) as usize;
+        for query in QUERIES {
+            let expected = run(&path, query, &[]);
+            assert!(!expected.rows.is_empty(), "seed {seed}: {query}: no rows");
+            for parallelism in [1, 2, 4] {
+                let streamed = run(
+                    &path,
+                    query,
+                    &[
+                        ("execution.runtime-mode", "streaming".to_string()),
+                        ("parallelism.default", parallelism.to_string()),
+                        ("pipeline.batch-size", batch_size.to_string()),
+                    ],
+                );
+                if streamed.rows != expected.rows || streamed.late != 0 {
+                    let missing: Vec<_> = expected
+                        .rows
+                        .iter()
+                        .filter(|r| !streamed.rows.contains(r))
+                        .take(5)
+                        .collect();
+                    let extra: Vec<_> = streamed
+                        .rows
+                        .iter()
+                        .filter(|r| !expected.rows.contains(r))
+                        .take(5)
+                        .collect();
+                    failures.push(format!(
+                        "seed {seed} ({count} bids, batches of {batch_size}), parallelism \
+                         {parallelism}: {query}\n  {} late; {} rows vs {} in batch; missing \
+                         {missing:?}; extra {extra:?}",
+                        streamed.late,
+                        streamed.rows.len(),
+                        expected.rows.len()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rows_behind_the_watermark_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("late.jsonl");
+    // One bid a second up to 20 s, then one at 3.5 s (its window [0, 10) fired when the
+    // watermark passed 10 s) and one at 14.5 s (its window [10, 20) is still open: on time).
+    let mut text = String::new();
+    for second in 1..=20 {
+        let _ = writeln!(
+            text,
+            r#"{{"auction":1,"bidder":1,"price":1,"dateTime":"2026-01-01 10:00:{second:02}.000"}}"#
+        );
+    }
+    text.push_str(
+        r#"{"auction":1,"bidder":1,"price":100,"dateTime":"2026-01-01 10:00:03.500"}
+{"auction":1,"bidder":1,"price":100,"dateTime":"2026-01-01 10:00:14.500"}
+"#,
+    );
+    std::fs::write(&path, text).expect("write");
+    let query = "SELECT window_start, COUNT(*), SUM(price) \
+                 FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+                 GROUP BY window_start, window_end";
+    let streamed = run(
+        &path,
+        query,
+        &[
+            ("execution.runtime-mode", "streaming".to_string()),
+            ("pipeline.batch-size", "1".to_string()),
+        ],
+    );
+    assert_eq!(streamed.late, 1, "{:?}", streamed.rows);
+    assert_eq!(
+        streamed.rows,
+        [
+            "2026-01-01T10:00:00 | 9 | 9",
+            "2026-01-01T10:00:10 | 11 | 110",
+            "2026-01-01T10:00:20 | 1 | 1",
+        ]
+    );
+    // In batch mode nothing is late: the watermark jumps to the end only after the last row.
+    let batch = run(&path, query, &[]);
+    assert_eq!(batch.late, 0);
+    assert_eq!(batch.rows[0], "2026-01-01T10:00:00 | 10 | 109");
+}
