@@ -334,6 +334,14 @@ impl Builder<'_> {
         if self.options.streaming {
             window_plan::check_time_attribute(self.catalog, tvf, time_column)?;
         }
+        if !slices && matches!(tvf.kind, crate::sql::window::WindowKind::Session { .. }) {
+            return Err(PlanError::Unsupported(
+                "window SESSION: a row's session depends on the rows around it, so SESSION \
+                 works only under GROUP BY window_start, window_end (with the keys sessions \
+                 are per), and nothing before that GROUP BY may read the window columns"
+                    .into(),
+            ));
+        }
         let input = self.add(&tvf.input)?;
         Ok(self.then(
             input,

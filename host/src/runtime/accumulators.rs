@@ -290,6 +290,66 @@ impl Accumulators {
         Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
     }
 
+    /// One state row per group, merging each group's `parts` (stored state rows, by group); a
+    /// group without parts gets a fresh state.
+    pub(crate) fn merge_states(
+        &mut self,
+        groups: usize,
+        parts: &[(usize, &[u8])],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        if parts.is_empty() {
+            return if groups == 0 {
+                Ok(Vec::new())
+            } else {
+                Err("internal error: no states to merge".to_string())
+            };
+        }
+        let states = self
+            .decode_states(parts.iter().map(|(_, state)| *state))?
+            .unwrap_or_default();
+        let part_groups: Vec<usize> = parts.iter().map(|(group, _)| *group).collect();
+        let mut merged: Vec<ArrayRef> = Vec::with_capacity(self.state_converter.size());
+        let mut next = 0;
+        for aggregate in &mut self.aggregates {
+            match &mut aggregate.aggregator {
+                Aggregator::BuiltIn {
+                    function,
+                    state_columns,
+                    ..
+                } => {
+                    let mut accumulator = accumulator(function)?;
+                    accumulator
+                        .merge_batch(&states[next..next + *state_columns], &part_groups, groups)
+                        .map_err(|e| evaluation_error(&e))?;
+                    next += *state_columns;
+                    merged.extend(
+                        accumulator
+                            .state(EmitTo::All)
+                            .map_err(|e| evaluation_error(&e))?,
+                    );
+                }
+                Aggregator::Wasm {
+                    function, initial, ..
+                } => {
+                    let stored = binary(&states[next])?;
+                    next += 1;
+                    merged.push(Arc::new(wasm_merge_parts(
+                        function,
+                        initial,
+                        groups,
+                        &part_groups,
+                        &stored,
+                    )?));
+                }
+            }
+        }
+        let rows = self
+            .state_converter
+            .convert_columns(&merged)
+            .map_err(|e| format!("cannot store aggregate states: {e}"))?;
+        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+    }
+
     /// Each aggregate's result for `groups` groups, one column each: `parts` are stored state
     /// rows and the group each belongs to; a group's parts are merged (a group without any is
     /// fresh).

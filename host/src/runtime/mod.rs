@@ -13,6 +13,7 @@ pub mod accumulators;
 pub mod aggregate;
 pub mod operators;
 pub mod router;
+pub mod session;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;

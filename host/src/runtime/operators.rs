@@ -13,11 +13,13 @@ use datafusion_expr::{Expr, SortExpr};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::aggregate::HashAggregate;
+use super::session::SessionAggregate;
 use super::window::WindowAssign;
 use super::window_aggregate::{WindowAggregate, WindowAggregateSpec};
 use crate::connector::Subtask;
 use crate::functions::WasmFunction;
 use crate::plan::{Node, OperatorSpec};
+use crate::sql::window::WindowKind;
 use crate::udf::coerce;
 
 /// One subtask's operator. Called on a blocking thread, one batch at a time.
@@ -137,8 +139,8 @@ pub fn create(
             groups,
             aggr_exprs,
             input_schema,
-        } => Box::new(WindowAggregate::new(
-            &WindowAggregateSpec {
+        } => {
+            let spec = WindowAggregateSpec {
                 window: *window,
                 sliced: *sliced,
                 start_column: *start_column,
@@ -147,10 +149,21 @@ pub fn create(
                 groups,
                 aggr_exprs,
                 input_schema,
-            },
-            node.schema.clone(),
-            max_parallelism,
-        )?),
+            };
+            if *sliced && matches!(window, WindowKind::Session { .. }) {
+                Box::new(SessionAggregate::new(
+                    &spec,
+                    node.schema.clone(),
+                    max_parallelism,
+                )?)
+            } else {
+                Box::new(WindowAggregate::new(
+                    &spec,
+                    node.schema.clone(),
+                    max_parallelism,
+                )?)
+            }
+        }
         OperatorSpec::Sort {
             exprs,
             fetch,

@@ -44,6 +44,7 @@ impl Assigner {
             WindowKind::Tumble { offset, .. }
             | WindowKind::Hop { offset, .. }
             | WindowKind::Cumulate { offset, .. } => offset,
+            WindowKind::Session { .. } => 0,
         }
     }
 
@@ -52,22 +53,28 @@ impl Assigner {
             WindowKind::Tumble { size, .. } => size,
             WindowKind::Hop { size, slide, .. } => gcd(size, slide),
             WindowKind::Cumulate { step, .. } => step,
+            WindowKind::Session { gap } => gap,
         }
     }
 
-    /// The slice holding `time`.
+    /// The slice holding `time` (for SESSION, the row's own window, `[time, time + gap)`).
     pub(crate) fn slice_of(&self, time: i64) -> (i64, i64) {
         let time = time.clamp(-TIME_LIMIT, TIME_LIMIT);
         let length = self.slice_len();
+        if let WindowKind::Session { gap } = self.kind {
+            return (time, time + gap);
+        }
         let start = align(time, length, self.offset());
         (start, start + length)
     }
 
-    /// Every window holding `time`, by start.
+    /// Every window holding `time`, by start (for SESSION, the row's own window: its session
+    /// depends on other rows).
     pub(crate) fn windows_of(&self, time: i64) -> Vec<(i64, i64)> {
         let time = time.clamp(-TIME_LIMIT, TIME_LIMIT);
         let offset = self.offset();
         match self.kind {
+            WindowKind::Session { gap } => vec![(time, time + gap)],
             WindowKind::Tumble { size, .. } => {
                 let start = align(time, size, offset);
                 vec![(start, start + size)]
@@ -98,7 +105,7 @@ impl Assigner {
     pub(crate) fn windows_of_slice(&self, (start, end): (i64, i64)) -> Vec<(i64, i64)> {
         let offset = self.offset();
         match self.kind {
-            WindowKind::Tumble { .. } => vec![(start, end)],
+            WindowKind::Tumble { .. } | WindowKind::Session { .. } => vec![(start, end)],
             WindowKind::Hop { size, slide, .. } => {
                 let mut windows = Vec::new();
                 let mut window_start = align(start, slide, offset);
@@ -124,7 +131,7 @@ impl Assigner {
     pub(crate) fn last_window_end(&self, (start, end): (i64, i64)) -> i64 {
         let offset = self.offset();
         match self.kind {
-            WindowKind::Tumble { .. } => end,
+            WindowKind::Tumble { .. } | WindowKind::Session { .. } => end,
             WindowKind::Hop { size, slide, .. } => align(start, slide, offset) + size,
             WindowKind::Cumulate { size, .. } => align(start, size, offset) + size,
         }

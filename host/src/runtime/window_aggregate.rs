@@ -32,20 +32,20 @@ use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 const SLICES: StateName = 0;
 
 /// A slice or window: `(start, end)` in milliseconds.
-type Span = (i64, i64);
+pub(crate) type Span = (i64, i64);
 
 /// A group key as the timers hold it: its key group (2 bytes, big-endian), then its encoded
 /// bytes.
-type GroupKey = Vec<u8>;
+pub(crate) type GroupKey = Vec<u8>;
 
-fn group_key(key_group: u16, key: &[u8]) -> GroupKey {
+pub(crate) fn group_key(key_group: u16, key: &[u8]) -> GroupKey {
     let mut bytes = Vec::with_capacity(2 + key.len());
     bytes.extend_from_slice(&key_group.to_be_bytes());
     bytes.extend_from_slice(key);
     bytes
 }
 
-fn state_key(group_key: &[u8], namespace: Vec<u8>) -> StateKey {
+pub(crate) fn state_key(group_key: &[u8], namespace: Vec<u8>) -> StateKey {
     StateKey {
         key_group: u16::from_be_bytes([group_key[0], group_key[1]]),
         key: group_key[2..].to_vec(),
@@ -85,7 +85,7 @@ pub(crate) struct WindowAggregateSpec<'a> {
     pub input_schema: &'a DFSchemaRef,
 }
 
-fn namespace((start, end): Span) -> Vec<u8> {
+pub(crate) fn namespace((start, end): Span) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(16);
     bytes.extend_from_slice(&end.to_be_bytes());
     bytes.extend_from_slice(&start.to_be_bytes());
@@ -100,7 +100,7 @@ fn span_of(namespace: &[u8]) -> Option<Span> {
 
 /// Whether a window or slice ending at `end` is complete at `watermark`: its last
 /// millisecond, `end - 1`, is at or before it.
-fn complete(end: i64, watermark: i64) -> bool {
+pub(crate) fn complete(end: i64, watermark: i64) -> bool {
     end.saturating_sub(1) <= watermark
 }
 
@@ -242,22 +242,41 @@ impl WindowAggregate {
         keys: Vec<ArrayRef>,
         results: Vec<ArrayRef>,
     ) -> Result<RecordBatch, String> {
-        let mut columns = Vec::with_capacity(self.schema.fields().len());
-        for (index, group) in self.groups.iter().enumerate() {
-            let data_type = self.schema.field(index).data_type();
-            columns.push(match group {
-                WindowGroup::Key(k) => keys
-                    .get(*k)
-                    .cloned()
-                    .ok_or("a window key column is missing")?,
-                WindowGroup::Start => time_column(vec![start; rows], data_type),
-                WindowGroup::End => time_column(vec![end; rows], data_type),
-                WindowGroup::Time => time_column(vec![end - 1; rows], data_type),
-            });
-        }
-        columns.extend(results);
-        output_batch(&self.schema, columns, rows)
+        window_rows(
+            &self.schema,
+            &self.groups,
+            (vec![start; rows], vec![end; rows]),
+            keys,
+            results,
+        )
     }
+}
+
+/// A window aggregation's output rows: the GROUP BY items in their order (keys and window
+/// columns from each row's `(starts, ends)`), then the aggregates.
+pub(crate) fn window_rows(
+    schema: &SchemaRef,
+    groups: &[WindowGroup],
+    (starts, ends): (Vec<i64>, Vec<i64>),
+    keys: Vec<ArrayRef>,
+    results: Vec<ArrayRef>,
+) -> Result<RecordBatch, String> {
+    let rows = starts.len();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (index, group) in groups.iter().enumerate() {
+        let data_type = schema.field(index).data_type();
+        columns.push(match group {
+            WindowGroup::Key(k) => keys
+                .get(*k)
+                .cloned()
+                .ok_or("a window key column is missing")?,
+            WindowGroup::Start => time_column(starts.clone(), data_type),
+            WindowGroup::End => time_column(ends.clone(), data_type),
+            WindowGroup::Time => time_column(ends.iter().map(|e| e - 1).collect(), data_type),
+        });
+    }
+    columns.extend(results);
+    output_batch(schema, columns, rows)
 }
 
 impl Operator for WindowAggregate {

@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod flink;
+pub mod group_window;
 pub mod lateral;
 pub mod parser;
 pub mod types;
@@ -88,8 +89,11 @@ pub fn plan_query(
 ) -> Result<PlannedQuery, SqlError> {
     let context = catalog::PlanningContext::new(catalog);
     let planner = SqlToRel::new(&context);
+    let mut statement = statement.clone();
+    group_window::rewrite(&mut statement)
+        .map_err(|message| SqlError::plan(message, Some(start)))?;
     let plan = planner
-        .sql_statement_to_plan(statement.clone())
+        .sql_statement_to_plan(statement)
         .map_err(|e| plan_error(e, text, start))?;
     let plan = lateral::rewrite(plan).map_err(|e| plan_error(e, text, start))?;
     let (table, plan) = match plan {

@@ -33,6 +33,10 @@ pub enum WindowKind {
     /// Windows starting every `size` (at `offset + k * size`) whose end grows by `step` up to
     /// `size`: one window per step.
     Cumulate { size: i64, step: i64, offset: i64 },
+    /// Per key, rows closer than `gap` to each other (windows that touch merge, as in Flink);
+    /// a session ends `gap` after its last row. Only as a window aggregation's input: a row's
+    /// session is known only once its neighbours are.
+    Session { gap: i64 },
 }
 
 impl WindowKind {
@@ -41,6 +45,7 @@ impl WindowKind {
             WindowKind::Tumble { .. } => "TUMBLE",
             WindowKind::Hop { .. } => "HOP",
             WindowKind::Cumulate { .. } => "CUMULATE",
+            WindowKind::Session { .. } => "SESSION",
         }
     }
 }
@@ -68,6 +73,7 @@ impl fmt::Display for WindowKind {
                 step,
                 offset: o,
             } => write!(f, "CUMULATE(step {step} ms, size {size} ms{})", offset(o)),
+            WindowKind::Session { gap } => write!(f, "SESSION(gap {gap} ms)"),
         }
     }
 }
@@ -181,7 +187,9 @@ impl PartialOrd for WindowTvf {
 }
 
 /// Plans `TUMBLE(t, DESCRIPTOR(ts), size [, offset])`, `HOP(t, DESCRIPTOR(ts), slide, size [,
-/// offset])` and `CUMULATE(t, DESCRIPTOR(ts), step, size [, offset])` in FROM.
+/// offset])`, `CUMULATE(t, DESCRIPTOR(ts), step, size [, offset])` and `SESSION(t,
+/// DESCRIPTOR(ts), gap)` (what `GROUP BY SESSION(ts, gap)` becomes; sessions are per GROUP BY
+/// key) in FROM.
 #[derive(Debug)]
 pub(crate) struct WindowPlanner;
 
@@ -204,15 +212,10 @@ impl RelationPlanner for WindowPlanner {
         if !["TUMBLE", "HOP", "CUMULATE", "SESSION"].contains(&function.as_str()) {
             return Ok(RelationPlanning::Original(Box::new(relation)));
         }
-        if function == "SESSION" {
-            return plan_err!(
-                "the SESSION window table function is not supported yet; group by \
-                 SESSION(ts, INTERVAL ...) instead"
-            );
-        }
         let usage = match function.as_str() {
             "TUMBLE" => "TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset])",
             "HOP" => "HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])",
+            "SESSION" => "SESSION(TABLE t, DESCRIPTOR(ts), gap)",
             _ => "CUMULATE(TABLE t, DESCRIPTOR(ts), step, size [, offset])",
         };
         let mut exprs = Vec::with_capacity(args.args.len());
@@ -226,7 +229,11 @@ impl RelationPlanner for WindowPlanner {
                 }
             }
         }
-        let arity = if function == "TUMBLE" { 3..=4 } else { 4..=5 };
+        let arity = match function.as_str() {
+            "TUMBLE" => 3..=4,
+            "SESSION" => 3..=3,
+            _ => 4..=5,
+        };
         if !arity.contains(&exprs.len()) {
             return plan_err!("window {function} takes {usage}");
         }
@@ -319,6 +326,9 @@ fn window_kind(function: &str, lengths: &[i64]) -> DfResult<WindowKind> {
         "TUMBLE" => WindowKind::Tumble {
             size: positive("size", lengths[0])?,
             offset: offset(1),
+        },
+        "SESSION" => WindowKind::Session {
+            gap: positive("gap", lengths[0])?,
         },
         "HOP" => WindowKind::Hop {
             slide: positive("slide", lengths[0])?,
