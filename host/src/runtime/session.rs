@@ -420,14 +420,20 @@ mod tests {
     fn windows_that_touch_merge_with_each_other_and_with_stored_sessions() {
         let merged = merge_key(
             &[(0, 10), (50, 60)],
-            vec![((25, 35), 0), ((10, 20), 1), ((70, 80), 2), ((35, 45), 3)],
+            vec![
+                ((25, 35), 0),
+                ((10, 20), 1),
+                ((70, 80), 2),
+                ((35, 45), 3),
+                ((44, 52), 4),
+            ],
         );
         let spans: Vec<Span> = merged.iter().map(|m| m.span).collect();
         assert_eq!(spans, [(0, 20), (25, 60), (70, 80)]);
         assert_eq!(merged[0].absorbed, [(0, 10)]);
         assert_eq!(merged[0].rows, [1]);
         assert_eq!(merged[1].absorbed, [(50, 60)]);
-        assert_eq!(merged[1].rows, [0, 3]);
+        assert_eq!(merged[1].rows, [0, 3, 4]);
         assert!(merged[2].absorbed.is_empty());
     }
 }

@@ -217,7 +217,7 @@ mod tests {
             )
             .expect("rewrites"),
             "SELECT B.bidder, COUNT(*), window_start AS s FROM SESSION(bid, \
-             DESCRIPTOR(dateTime), INTERVAL '10' SECOND) AS B GROUP BY B.bidder, window_start, \
+             DESCRIPTOR(dateTime), INTERVAL '10' SECOND) B GROUP BY B.bidder, window_start, \
              window_end, window_time"
         );
         assert_eq!(
