@@ -293,7 +293,14 @@ impl Session {
                         graph,
                     },
                     None => Outcome::Rows {
-                        schema: graph.nodes[graph.nodes.len() - 1].schema.clone(),
+                        schema: {
+                            let last = &graph.nodes[graph.nodes.len() - 1];
+                            if last.changelog {
+                                crate::runtime::changelog::display_schema(&last.schema)
+                            } else {
+                                last.schema.clone()
+                            }
+                        },
                         batches,
                         stats,
                         graph,

@@ -192,6 +192,27 @@ pub fn open_sink(
 }
 
 /// Rejects any option not in `known` (besides `connector`), naming the known ones.
+/// Refuses a sink that cannot take an updating result (a changelog), saying what to change.
+///
+/// # Errors
+/// A filesystem table not told to write the changelog; a connector that cannot be written.
+pub fn check_accepts_changelog(table: &TableDef) -> Result<(), ConnectorError> {
+    let accepts = match ConnectorKind::of(table)? {
+        ConnectorKind::Print | ConnectorKind::Blackhole => true,
+        ConnectorKind::Filesystem => filesystem::accepts_changelog(table)?,
+        _ => false,
+    };
+    if accepts {
+        return Ok(());
+    }
+    Err(ConnectorError::option(
+        table,
+        "this query's result updates (a GROUP BY without a window, in streaming mode), and \
+         the table takes appended rows only: write the changelog with 'sink.changelog-mode' = \
+         'all' (an op column of +I, -U, +U, -D first), group by a window, or run in batch mode",
+    ))
+}
+
 pub(crate) fn check_known_options(table: &TableDef, known: &[&str]) -> Result<(), ConnectorError> {
     for key in table.options.keys() {
         if key != "connector" && !known.contains(&key.as_str()) {

@@ -66,6 +66,9 @@ pub struct Node {
     pub parallelism: usize,
     /// The schema of the batches this node emits.
     pub schema: SchemaRef,
+    /// Whether it emits a changelog (rows that insert, update and delete: an updating
+    /// result) rather than rows that only append.
+    pub changelog: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -334,10 +337,11 @@ impl Graph {
         for node in &self.nodes {
             let _ = writeln!(
                 text,
-                "  [{}] {} (parallelism {}): {}",
+                "  [{}] {} (parallelism {}{}): {}",
                 node.id,
                 node.operator.name(),
                 node.parallelism,
+                if node.changelog { ", updates" } else { "" },
                 node.operator.describe()
             );
         }

@@ -53,17 +53,19 @@ pub fn translate(
     let root = builder.add(plan)?;
     let root_parallelism = builder.graph.nodes[root].parallelism;
     let schema = builder.graph.nodes[root].schema.clone();
-    match destination {
+    let changelog = builder.changelog(root);
+    let end = match destination {
         Destination::Table(table) => {
             connector::validate(&table, false)?;
-            let sink = builder.node(OperatorSpec::Sink { table }, root_parallelism, schema);
-            builder.connect(root, sink);
+            if changelog {
+                connector::check_accepts_changelog(&table)?;
+            }
+            builder.node(OperatorSpec::Sink { table }, root_parallelism, schema)
         }
-        Destination::Collect => {
-            let collect = builder.node(OperatorSpec::Collect, 1, schema);
-            builder.connect(root, collect);
-        }
-    }
+        Destination::Collect => builder.node(OperatorSpec::Collect, 1, schema),
+    };
+    builder.graph.nodes[end].changelog = changelog;
+    builder.connect(root, end);
     Ok(builder.graph)
 }
 
@@ -89,8 +91,13 @@ impl Builder<'_> {
             operator,
             parallelism,
             schema,
+            changelog: false,
         });
         id
+    }
+
+    fn changelog(&self, node: usize) -> bool {
+        self.graph.nodes[node].changelog
     }
 
     fn edge(&mut self, from: usize, to: usize, partitioning: Partitioning) {
@@ -112,12 +119,25 @@ impl Builder<'_> {
         self.edge(from, to, partitioning);
     }
 
-    /// A one-input node after `input`, at the input's parallelism, joined forward.
+    /// A one-input, row-by-row node after `input`, at the input's parallelism, joined forward
+    /// (it passes a changelog on as one).
     fn then(&mut self, input: usize, operator: OperatorSpec, schema: &DFSchemaRef) -> usize {
         let parallelism = self.graph.nodes[input].parallelism;
         let id = self.node(operator, parallelism, arrow_schema(schema));
+        self.graph.nodes[id].changelog = self.changelog(input);
         self.connect(input, id);
         id
+    }
+
+    /// Refuses an updating input where `what` needs one that only appends.
+    fn append_only(&self, input: usize, what: &str) -> Result<(), PlanError> {
+        if self.changelog(input) {
+            return Err(PlanError::Unsupported(format!(
+                "{what} over an updating input (the result of a GROUP BY without a window) is \
+                 not supported yet; aggregate in one GROUP BY, or use a window"
+            )));
+        }
+        Ok(())
     }
 
     /// In streaming mode, the watermark of a table whose watermark column the scan reads.
@@ -215,6 +235,7 @@ impl Builder<'_> {
                     return self.window_aggregate(aggregate, &lineage, spec);
                 }
                 let input = self.add(&aggregate.input)?;
+                self.append_only(input, "GROUP BY")?;
                 let keyed = !aggregate.group_expr.is_empty();
                 let id = self.node(
                     OperatorSpec::Aggregate {
@@ -226,6 +247,8 @@ impl Builder<'_> {
                     if keyed { parallelism } else { 1 },
                     arrow_schema(&aggregate.schema),
                 );
+                // In streaming mode the result updates as rows come.
+                self.graph.nodes[id].changelog = self.options.streaming;
                 if keyed {
                     self.edge(input, id, Partitioning::Hash(aggregate.group_expr.clone()));
                 } else {
@@ -291,6 +314,7 @@ impl Builder<'_> {
                     _ => return Err(PlanError::Unsupported("LIMIT must be a number".into())),
                 };
                 let input = self.add(&limit.input)?;
+                self.append_only(input, "LIMIT")?;
                 Ok(self.limit(input, skip, fetch, limit.input.schema()))
             }
             LogicalPlan::Values(values) => Ok(self.node(
@@ -343,6 +367,7 @@ impl Builder<'_> {
             ));
         }
         let input = self.add(&tvf.input)?;
+        self.append_only(input, "a window table function")?;
         Ok(self.then(
             input,
             OperatorSpec::WindowAssign {
@@ -365,6 +390,7 @@ impl Builder<'_> {
             self.sliced_windows.push(lineage.node_id);
         }
         let input = self.add(&aggregate.input)?;
+        self.append_only(input, "a window aggregation")?;
         let keys = match &spec {
             OperatorSpec::WindowAggregate { key_exprs, .. } => key_exprs.clone(),
             _ => Vec::new(),

@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef};
-use arrow::compute::cast;
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::compute::kernels::cmp::distinct;
+use arrow::compute::{cast, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -25,6 +26,7 @@ use datafusion_physical_expr::PhysicalExpr;
 use foldhash::fast::FixedState;
 
 use super::accumulators::Accumulators;
+use super::changelog::{RowKind, row_kind_column, row_kinds, with_row_kinds};
 use super::operators::{Operator, evaluate, make_batch, physical};
 use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 
@@ -36,6 +38,9 @@ pub(crate) struct HashAggregate {
     accumulators: Accumulators,
     backend: Box<dyn KeyedStateBackend>,
     schema: SchemaRef,
+    /// Streaming mode: every batch's effect on the result goes out as a changelog (else the
+    /// result goes out once, at the end of input).
+    emit_changes: bool,
 }
 
 /// The groups one batch touches: their state keys, and each row's index among them.
@@ -155,13 +160,98 @@ impl HashAggregate {
         input_schema: &DFSchemaRef,
         schema: SchemaRef,
         max_parallelism: usize,
+        emit_changes: bool,
     ) -> Result<Self, String> {
         Ok(Self {
             keys: GroupKeys::new(group_exprs, input_schema, max_parallelism)?,
             accumulators: Accumulators::new(aggr_exprs, input_schema)?,
             backend: Box::new(MemoryStateBackend::default()),
             schema,
+            emit_changes,
         })
+    }
+
+    /// The result rows of the groups `keys` whose states are `states` (one part each).
+    fn results(&mut self, keys: &[&StateKey], states: &[&[u8]]) -> Result<Vec<ArrayRef>, String> {
+        let mut columns = self.keys.decode(keys.iter().map(|k| k.key.as_slice()))?;
+        let parts: Vec<(usize, &[u8])> = states.iter().copied().enumerate().collect();
+        columns.extend(self.accumulators.finish(keys.len(), &parts)?);
+        Ok(columns)
+    }
+
+    /// The changelog of one batch: for each group it touched, `-U` (its result before) and
+    /// `+U` (after) when the result changed, or `+I` for a new group.
+    fn changes(
+        &mut self,
+        keys: &[StateKey],
+        before: &[Option<Vec<u8>>],
+        after: &[Vec<u8>],
+    ) -> Result<Option<RecordBatch>, String> {
+        let old: Vec<usize> = (0..keys.len()).filter(|&g| before[g].is_some()).collect();
+        let old_keys: Vec<&StateKey> = old.iter().map(|&g| &keys[g]).collect();
+        let old_states: Vec<&[u8]> = old.iter().filter_map(|&g| before[g].as_deref()).collect();
+        let old_rows = self.results(&old_keys, &old_states)?;
+        let all_keys: Vec<&StateKey> = keys.iter().collect();
+        let all_states: Vec<&[u8]> = after.iter().map(Vec::as_slice).collect();
+        let new_rows = self.results(&all_keys, &all_states)?;
+        // Which old groups' results changed (an unchanged result sends nothing, as in Flink).
+        let new_of_old: Vec<ArrayRef> = new_rows
+            .iter()
+            .map(|c| {
+                take(
+                    c,
+                    &UInt32Array::from_iter_values(old.iter().map(|&g| g as u32)),
+                    None,
+                )
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut changed = vec![false; old.len()];
+        for (before, after) in old_rows.iter().zip(&new_of_old) {
+            let differs = distinct(before, after).map_err(|e| e.to_string())?;
+            for (slot, flag) in changed.iter_mut().enumerate() {
+                *flag |= differs.value(slot);
+            }
+        }
+        let mut is_old = vec![false; keys.len()];
+        for &g in &old {
+            is_old[g] = true;
+        }
+        let retract: Vec<u32> = (0..old.len() as u32)
+            .filter(|&i| changed[i as usize])
+            .collect();
+        let mut emit: Vec<u32> = old
+            .iter()
+            .zip(&changed)
+            .filter_map(|(&g, &c)| c.then_some(g as u32))
+            .collect();
+        let inserted: Vec<u32> = (0..keys.len() as u32)
+            .filter(|&g| !is_old[g as usize])
+            .collect();
+        let updates = emit.len();
+        emit.extend(&inserted);
+        if retract.is_empty() && emit.is_empty() {
+            return Ok(None);
+        }
+        let retract = UInt32Array::from(retract);
+        let emit = UInt32Array::from(emit);
+        let mut columns = Vec::with_capacity(new_rows.len() + 1);
+        for (before, after) in old_rows.iter().zip(&new_rows) {
+            let before = take(before, &retract, None).map_err(|e| e.to_string())?;
+            let after = take(after, &emit, None).map_err(|e| e.to_string())?;
+            columns.push(
+                arrow::compute::concat(&[before.as_ref(), after.as_ref()])
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let rows = retract.len() + emit.len();
+        let kinds = std::iter::repeat_n(RowKind::UpdateBefore, retract.len())
+            .chain(std::iter::repeat_n(RowKind::UpdateAfter, updates))
+            .chain(std::iter::repeat_n(RowKind::Insert, inserted.len()));
+        let data = output_batch(&self.schema, columns, rows)?;
+        let mut columns = data.columns().to_vec();
+        columns.push(row_kind_column(kinds));
+        make_batch(&with_row_kinds(&self.schema), columns, rows).map(Some)
     }
 
     /// Result columns for one chunk of stored groups.
@@ -189,9 +279,12 @@ impl Operator for HashAggregate {
         "Aggregate"
     }
 
-    fn on_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         if batch.num_rows() == 0 {
             return Ok(());
+        }
+        if row_kinds(&batch).is_some() {
+            return Err("an aggregation over an updating input is not supported yet".into());
         }
         let touched = self.keys.touched(&batch, None)?;
         let stored = self
@@ -201,6 +294,11 @@ impl Operator for HashAggregate {
         let states = self
             .accumulators
             .update(&batch, &touched.row_groups, &stored)?;
+        if self.emit_changes
+            && let Some(changes) = self.changes(&touched.keys, &stored, &states)?
+        {
+            out.push(changes);
+        }
         let entries = touched.keys.into_iter().zip(states).collect();
         self.backend
             .put_many(ACCUMULATORS, entries)
@@ -214,11 +312,22 @@ impl Operator for HashAggregate {
             .map_err(|e| e.to_string())?;
         if entries.is_empty() {
             // A global aggregate over no rows still has its one row (COUNT(*) = 0); a grouped
-            // one has none.
+            // one has none. A stream gives the same answer, as an insert.
             if self.keys.is_empty() {
                 let columns = self.accumulators.finish_empty()?;
-                out.push(self.output(columns, 1)?);
+                let row = self.output(columns, 1)?;
+                out.push(if self.emit_changes {
+                    let mut columns = row.columns().to_vec();
+                    columns.push(row_kind_column([RowKind::Insert]));
+                    make_batch(&with_row_kinds(&self.schema), columns, 1)?
+                } else {
+                    row
+                });
             }
+            return Ok(());
+        }
+        if self.emit_changes {
+            // Every change has gone out already.
             return Ok(());
         }
         for chunk in entries.chunks(super::BATCH_SIZE) {

@@ -11,6 +11,7 @@
 
 pub mod accumulators;
 pub mod aggregate;
+pub mod changelog;
 pub mod operators;
 pub mod router;
 pub mod session;
@@ -504,6 +505,12 @@ async fn run_sink(
         match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
+                // Sinks see a changelog's row kinds as a leading `op` column.
+                let batch =
+                    changelog::for_display(batch).map_err(|message| RuntimeError::Operator {
+                        operator: task.node_label.clone(),
+                        message,
+                    })?;
                 let (back, result) = tokio::task::spawn_blocking(move || {
                     let started = Instant::now();
                     let result = writer.write(&batch);
@@ -544,6 +551,11 @@ async fn run_collect(
         match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
+                let batch =
+                    changelog::for_display(batch).map_err(|message| RuntimeError::Operator {
+                        operator: task.node_label.clone(),
+                        message,
+                    })?;
                 collected
                     .lock()
                     .map_err(|_| RuntimeError::Internal("collected rows poisoned".into()))?

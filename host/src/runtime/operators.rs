@@ -13,6 +13,7 @@ use datafusion_expr::{Expr, SortExpr};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::aggregate::HashAggregate;
+use super::changelog::{row_kinds, with_row_kinds};
 use super::session::SessionAggregate;
 use super::window::WindowAssign;
 use super::window_aggregate::{WindowAggregate, WindowAggregateSpec};
@@ -119,6 +120,7 @@ pub fn create(
             input_schema,
             node.schema.clone(),
             max_parallelism,
+            node.changelog,
         )?),
         OperatorSpec::WindowAssign {
             window,
@@ -214,12 +216,20 @@ impl Operator for Project {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        let columns = self
+        let mut columns = self
             .exprs
             .iter()
             .map(|e| evaluate(e, &batch))
             .collect::<Result<Vec<_>, _>>()?;
-        out.push(make_batch(&self.schema, columns, batch.num_rows())?);
+        // A changelog keeps its row kinds.
+        let schema = match row_kinds(&batch) {
+            Some(kinds) => {
+                columns.push(Arc::new(kinds.clone()));
+                with_row_kinds(&self.schema)
+            }
+            None => self.schema.clone(),
+        };
+        out.push(make_batch(&schema, columns, batch.num_rows())?);
         Ok(())
     }
 }
@@ -315,15 +325,18 @@ impl Operator for Lateral {
             }
         }
         let indices = UInt32Array::from(input_rows);
+        let kinds = row_kinds(&batch).map(|k| Arc::new(k.clone()) as ArrayRef);
+        let data_columns = batch.num_columns() - usize::from(kinds.is_some());
         let mut columns: Vec<ArrayRef> = batch
             .columns()
             .iter()
+            .take(data_columns)
             .map(|c| take(c, &indices, None))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
         for (column, field) in function_columns
             .into_iter()
-            .zip(self.schema.fields().iter().skip(batch.num_columns()))
+            .zip(self.schema.fields().iter().skip(data_columns))
         {
             let column = if column.data_type() == field.data_type() {
                 column
@@ -332,7 +345,15 @@ impl Operator for Lateral {
             };
             columns.push(column);
         }
-        out.push(make_batch(&self.schema, columns, indices.len())?);
+        // A changelog keeps its row kinds: each output row has its input row's.
+        let schema = match kinds {
+            Some(kinds) => {
+                columns.push(take(&kinds, &indices, None).map_err(|e| e.to_string())?);
+                with_row_kinds(&self.schema)
+            }
+            None => self.schema.clone(),
+        };
+        out.push(make_batch(&schema, columns, indices.len())?);
         Ok(())
     }
 }

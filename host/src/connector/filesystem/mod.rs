@@ -46,6 +46,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "csv.ignore-parse-errors",
     "csv.null-literal",
     "json.ignore-parse-errors",
+    "sink.changelog-mode",
 ];
 
 /// The most rows per batch, whatever the job asks: the decoders reserve room for a batch.
@@ -177,6 +178,14 @@ struct Config {
     csv: CsvOptions,
     /// `'<format>.ignore-parse-errors'`: skip and count bad rows instead of failing.
     ignore_parse_errors: bool,
+    /// `'sink.changelog-mode' = 'all'`: write an updating result as its changelog, an `op`
+    /// column (+I, -U, +U, -D) first.
+    changelog: bool,
+}
+
+/// Whether the table, as a sink, takes an updating result.
+pub(crate) fn accepts_changelog(table: &TableDef) -> Result<bool, ConnectorError> {
+    Config::parse(table).map(|c| c.changelog)
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +222,7 @@ impl Config {
         for key in options.keys() {
             if let Some((prefix, _)) = key.split_once('.')
                 && prefix != format.name()
+                && prefix != "sink"
             {
                 return Err(ConnectorError::option(
                     table,
@@ -250,11 +260,24 @@ impl Config {
             }
             csv.null_literal = Some(value.clone());
         }
+        let changelog = match options.get("sink.changelog-mode").map(String::as_str) {
+            None | Some("insert-only") => false,
+            Some("all") => true,
+            Some(other) => {
+                return Err(ConnectorError::option(
+                    table,
+                    format!(
+                        "option 'sink.changelog-mode' is 'insert-only' or 'all', not '{other}'"
+                    ),
+                ));
+            }
+        };
         Ok(Config {
             path,
             format,
             csv,
             ignore_parse_errors,
+            changelog,
         })
     }
 }

@@ -41,9 +41,14 @@ pub(super) fn open(
     }
     // Created here, not at the first row, so that a bad path fails the job before it runs.
     fs::create_dir_all(&config.path).map_err(|e| io_error(&config.path, &e))?;
+    let schema = if config.changelog {
+        crate::runtime::changelog::display_schema(&table.schema)
+    } else {
+        table.schema.clone()
+    };
     Ok(Box::new(FileSink {
         table: table.name.clone(),
-        schema: table.schema.clone(),
+        schema,
         config,
         subtask: subtask.index,
         part: None,
