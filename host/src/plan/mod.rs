@@ -5,6 +5,7 @@
 //! **Boundary:** pure: no I/O, no Wasm calls. Expressions stay DataFusion logical expressions
 //! over the input's schema; the runtime makes them physical.
 
+mod top_n;
 pub mod translate;
 pub(crate) mod window;
 
@@ -172,6 +173,17 @@ pub enum OperatorSpec {
         aggr_exprs: Vec<Expr>,
         input_schema: DFSchemaRef,
     },
+    /// `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY ...)` kept where it is at most `limit`:
+    /// per key, the first `limit` rows in that order, each with its row number (appended). In
+    /// streaming mode the changes to each key's top rows go out as a changelog; in batch mode
+    /// the top rows at the end. Ties in the order fall back to the whole row's bytes, so that
+    /// the same rows win however they arrive.
+    TopN {
+        partition_by: Vec<Expr>,
+        order_by: Vec<SortExpr>,
+        limit: usize,
+        input_schema: DFSchemaRef,
+    },
     /// Batch only: everything, sorted, at end of input.
     Sort {
         exprs: Vec<SortExpr>,
@@ -200,6 +212,7 @@ impl OperatorSpec {
             OperatorSpec::Aggregate { .. } => "Aggregate",
             OperatorSpec::WindowAssign { .. } => "WindowAssign",
             OperatorSpec::WindowAggregate { .. } => "WindowAggregate",
+            OperatorSpec::TopN { .. } => "TopN",
             OperatorSpec::Sort { .. } => "Sort",
             OperatorSpec::Limit { .. } => "Limit",
             OperatorSpec::Sink { .. } => "Sink",
@@ -278,6 +291,20 @@ impl OperatorSpec {
                 if *sliced { " from slices" } else { "" },
                 list(key_exprs),
                 list(aggr_exprs)
+            ),
+            OperatorSpec::TopN {
+                partition_by,
+                order_by,
+                limit,
+                ..
+            } => format!(
+                "top {limit} by [{}] per [{}]",
+                order_by
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list(partition_by)
             ),
             OperatorSpec::Sort { exprs, fetch, .. } => format!(
                 "{}{}",

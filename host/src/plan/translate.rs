@@ -4,6 +4,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::logical_plan::{FetchType, SkipType};
 use datafusion_expr::{Expr, LogicalPlan};
 
+use super::top_n;
 use super::window::{self as window_plan, WindowLineage};
 use super::{
     Edge, Graph, Node, OperatorSpec, Partitioning, PlanOptions, SourceWatermark, arrow_schema,
@@ -43,6 +44,7 @@ pub fn translate(
         catalog,
         options,
         sliced_windows: Vec::new(),
+        top_n_limits: Vec::new(),
         graph: Graph {
             nodes: Vec::new(),
             edges: Vec::new(),
@@ -75,6 +77,8 @@ struct Builder<'a> {
     /// Window table functions (by node address) that feed a window aggregation, which assign
     /// slices rather than windows.
     sliced_windows: Vec<usize>,
+    /// `ROW_NUMBER()` window nodes (by address) and the most rows a filter above keeps.
+    top_n_limits: Vec<(usize, usize)>,
     graph: Graph,
 }
 
@@ -207,6 +211,9 @@ impl Builder<'_> {
                 ))
             }
             LogicalPlan::Filter(filter) => {
+                if let Some((window, limit)) = top_n::limit_below(filter) {
+                    self.top_n_limits.push((window, limit));
+                }
                 let input = self.add(&filter.input)?;
                 Ok(self.then(
                     input,
@@ -316,6 +323,37 @@ impl Builder<'_> {
                 let input = self.add(&limit.input)?;
                 self.append_only(input, "LIMIT")?;
                 Ok(self.limit(input, skip, fetch, limit.input.schema()))
+            }
+            LogicalPlan::Window(window) => {
+                let id = std::ptr::from_ref(window) as usize;
+                let Some(&(_, limit)) = self.top_n_limits.iter().find(|(w, _)| *w == id) else {
+                    return Err(PlanError::Unsupported(
+                        "ROW_NUMBER() OVER (...) runs as Top-N: keep it at most N in an outer \
+                         query (WHERE rn <= N); other OVER windows are not supported yet"
+                            .into(),
+                    ));
+                };
+                let (partition_by, order_by) = top_n::row_number(window)?;
+                let input = self.add(&window.input)?;
+                self.append_only(input, "Top-N")?;
+                let keyed = !partition_by.is_empty();
+                let id = self.node(
+                    OperatorSpec::TopN {
+                        partition_by: partition_by.clone(),
+                        order_by,
+                        limit,
+                        input_schema: window.input.schema().clone(),
+                    },
+                    if keyed { parallelism } else { 1 },
+                    arrow_schema(&window.schema),
+                );
+                self.graph.nodes[id].changelog = self.options.streaming;
+                if keyed {
+                    self.edge(input, id, Partitioning::Hash(partition_by));
+                } else {
+                    self.connect(input, id);
+                }
+                Ok(id)
             }
             LogicalPlan::Values(values) => Ok(self.node(
                 OperatorSpec::Values {

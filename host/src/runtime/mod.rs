@@ -15,6 +15,7 @@ pub mod changelog;
 pub mod operators;
 pub mod router;
 pub mod session;
+pub mod top_n;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;

@@ -15,6 +15,7 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 use super::aggregate::HashAggregate;
 use super::changelog::{row_kinds, with_row_kinds};
 use super::session::SessionAggregate;
+use super::top_n::TopN;
 use super::window::WindowAssign;
 use super::window_aggregate::{WindowAggregate, WindowAggregateSpec};
 use crate::connector::Subtask;
@@ -166,6 +167,20 @@ pub fn create(
                 )?)
             }
         }
+        OperatorSpec::TopN {
+            partition_by,
+            order_by,
+            limit,
+            input_schema,
+        } => Box::new(TopN::new(
+            partition_by,
+            order_by,
+            *limit,
+            input_schema,
+            node.schema.clone(),
+            max_parallelism,
+            node.changelog,
+        )?),
         OperatorSpec::Sort {
             exprs,
             fetch,

@@ -73,7 +73,8 @@ impl Router {
                 Partitioning::Hash(exprs) => {
                     let schema = match &graph.nodes[edge.to].operator {
                         crate::plan::OperatorSpec::Aggregate { input_schema, .. }
-                        | crate::plan::OperatorSpec::WindowAggregate { input_schema, .. } => {
+                        | crate::plan::OperatorSpec::WindowAggregate { input_schema, .. }
+                        | crate::plan::OperatorSpec::TopN { input_schema, .. } => {
                             input_schema.clone()
                         }
                         _ => {

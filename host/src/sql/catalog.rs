@@ -281,8 +281,9 @@ impl ContextProvider for PlanningContext<'_> {
         self.aggregates.get(name).cloned()
     }
 
-    fn get_window_meta(&self, _name: &str) -> Option<Arc<WindowUDF>> {
-        None
+    fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
+        (name == "row_number")
+            .then(|| Arc::new(WindowUDF::new_from_impl(super::flink::RowNumber::default())))
     }
 
     fn get_variable_type(&self, _variable_names: &[String]) -> Option<DataType> {

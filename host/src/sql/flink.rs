@@ -57,3 +57,49 @@ impl ScalarUDFImpl for Mod {
         )?))
     }
 }
+
+/// `ROW_NUMBER()` for planning only: Weir runs `ROW_NUMBER() OVER (PARTITION BY ... ORDER BY
+/// ...)` under `WHERE rn <= N` as a Top-N operator (`plan::translate`), never through
+/// DataFusion's window evaluation.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RowNumber {
+    signature: datafusion_expr::Signature,
+}
+
+impl Default for RowNumber {
+    fn default() -> Self {
+        Self {
+            signature: datafusion_expr::Signature::nullary(datafusion_expr::Volatility::Immutable),
+        }
+    }
+}
+
+impl datafusion_expr::WindowUDFImpl for RowNumber {
+    fn name(&self) -> &str {
+        "row_number"
+    }
+
+    fn signature(&self) -> &datafusion_expr::Signature {
+        &self.signature
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: datafusion_expr::function::PartitionEvaluatorArgs,
+    ) -> DfResult<Box<dyn datafusion_expr::PartitionEvaluator>> {
+        datafusion_common::not_impl_err!(
+            "ROW_NUMBER() runs only as Top-N: filter on it (WHERE rn <= N)"
+        )
+    }
+
+    fn field(
+        &self,
+        args: datafusion_expr::function::WindowUDFFieldArgs,
+    ) -> DfResult<arrow::datatypes::FieldRef> {
+        Ok(std::sync::Arc::new(arrow::datatypes::Field::new(
+            args.name(),
+            arrow::datatypes::DataType::Int64,
+            false,
+        )))
+    }
+}
