@@ -173,6 +173,22 @@ pub enum OperatorSpec {
         aggr_exprs: Vec<Expr>,
         input_schema: DFSchemaRef,
     },
+    /// A regular equi-join of two inputs (left is input 0, right input 1), each hashed by its
+    /// keys. Both sides' rows stay in state (it grows with the inputs). A left join's row without
+    /// a match comes out padded with nulls: at the end in batch mode; in streaming mode at once,
+    /// taken back (`-D`) when its first match arrives.
+    Join {
+        left_join: bool,
+        left_keys: Vec<Expr>,
+        right_keys: Vec<Expr>,
+        /// Null keys match each other (`IS NOT DISTINCT FROM`) rather than nothing.
+        nulls_equal: bool,
+        /// A further condition over the joined row.
+        filter: Option<Expr>,
+        left_schema: DFSchemaRef,
+        right_schema: DFSchemaRef,
+        output_schema: DFSchemaRef,
+    },
     /// `ROW_NUMBER() OVER (PARTITION BY keys ORDER BY ...)` kept where it is at most `limit`:
     /// per key, the first `limit` rows in that order, each with its row number (appended). In
     /// streaming mode the changes to each key's top rows go out as a changelog; in batch mode
@@ -213,6 +229,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAssign { .. } => "WindowAssign",
             OperatorSpec::WindowAggregate { .. } => "WindowAggregate",
             OperatorSpec::TopN { .. } => "TopN",
+            OperatorSpec::Join { .. } => "Join",
             OperatorSpec::Sort { .. } => "Sort",
             OperatorSpec::Limit { .. } => "Limit",
             OperatorSpec::Sink { .. } => "Sink",
@@ -291,6 +308,26 @@ impl OperatorSpec {
                 if *sliced { " from slices" } else { "" },
                 list(key_exprs),
                 list(aggr_exprs)
+            ),
+            OperatorSpec::Join {
+                left_join,
+                left_keys,
+                right_keys,
+                filter,
+                ..
+            } => format!(
+                "{} join on [{}]{}; keeps every row of both inputs in state",
+                if *left_join { "left" } else { "inner" },
+                left_keys
+                    .iter()
+                    .zip(right_keys)
+                    .map(|(l, r)| format!("{l} = {r}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                filter
+                    .as_ref()
+                    .map(|f| format!(" filter {f}"))
+                    .unwrap_or_default()
             ),
             OperatorSpec::TopN {
                 partition_by,

@@ -1,8 +1,9 @@
 //! DataFusion logical plan → Weir dataflow graph.
 
 use datafusion_common::DFSchemaRef;
+use datafusion_common::NullEquality;
 use datafusion_expr::logical_plan::{FetchType, SkipType};
-use datafusion_expr::{Expr, LogicalPlan};
+use datafusion_expr::{Expr, JoinType, LogicalPlan};
 
 use super::top_n;
 use super::window::{self as window_plan, WindowLineage};
@@ -373,9 +374,51 @@ impl Builder<'_> {
                 1,
                 arrow_schema(&empty.schema),
             )),
-            LogicalPlan::Join(_) => Err(PlanError::Unsupported(
-                "joins between tables are not supported yet (lateral table functions are)".into(),
-            )),
+            LogicalPlan::Join(join) => {
+                let left_join = match join.join_type {
+                    JoinType::Inner => false,
+                    JoinType::Left => true,
+                    other => {
+                        return Err(PlanError::Unsupported(format!(
+                            "{} joins are not supported yet (inner and left joins are; write a \
+                             right join as a left join with the sides swapped)",
+                            other.to_string().to_lowercase()
+                        )));
+                    }
+                };
+                if join.on.is_empty() {
+                    return Err(PlanError::Unsupported(
+                        "a join needs an equality between its two sides (ON a.k = b.k): \
+                         without one every row meets every other, and state has no key"
+                            .into(),
+                    ));
+                }
+                let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) =
+                    join.on.iter().cloned().unzip();
+                let left = self.add(&join.left)?;
+                self.append_only(left, "a join")?;
+                let right = self.add(&join.right)?;
+                self.append_only(right, "a join")?;
+                let id = self.node(
+                    OperatorSpec::Join {
+                        left_join,
+                        left_keys: left_keys.clone(),
+                        right_keys: right_keys.clone(),
+                        nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
+                        filter: join.filter.clone(),
+                        left_schema: join.left.schema().clone(),
+                        right_schema: join.right.schema().clone(),
+                        output_schema: join.schema.clone(),
+                    },
+                    parallelism,
+                    arrow_schema(&join.schema),
+                );
+                // A left join's padded rows are taken back when a match comes.
+                self.graph.nodes[id].changelog = left_join && self.options.streaming;
+                self.edge(left, id, Partitioning::Hash(left_keys));
+                self.edge(right, id, Partitioning::Hash(right_keys));
+                Ok(id)
+            }
             other => Err(PlanError::Unsupported(format!(
                 "unsupported query construct: {}",
                 other.display()

@@ -12,6 +12,7 @@
 pub mod accumulators;
 pub mod aggregate;
 pub mod changelog;
+pub mod join;
 pub mod operators;
 pub mod router;
 pub mod session;
@@ -50,9 +51,11 @@ pub enum Message {
     EndOfInput,
 }
 
-/// A message and which upstream subtask sent it (for alignment and end-of-input counting).
+/// A message, which of the receiver's inputs it came on, and which upstream subtask sent it
+/// (numbered over all the receiver's inputs: for watermarks, alignment and end counting).
 #[derive(Debug, Clone)]
 pub struct Envelope {
+    pub input: usize,
     pub sender: usize,
     pub message: Message,
 }
@@ -372,7 +375,8 @@ async fn run_source(
 
 /// What an operator subtask is asked to do next.
 enum Step {
-    Batch(RecordBatch),
+    /// A batch, and which input it came on.
+    Batch(usize, RecordBatch),
     Watermark(i64),
     End,
 }
@@ -397,7 +401,7 @@ async fn run_operator(
         let (step, last) = match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
-                (Step::Batch(batch), false)
+                (Step::Batch(envelope.input, batch), false)
             }
             Message::Watermark(watermark) => match watermarks.update(envelope.sender, watermark) {
                 Some(combined) => (Step::Watermark(combined), false),
@@ -454,7 +458,7 @@ async fn run_step(
         let started = Instant::now();
         let mut out = Vec::new();
         let result = match step {
-            Step::Batch(batch) => operator.on_batch(batch, &mut out),
+            Step::Batch(input, batch) => operator.on_input(input, batch, &mut out),
             Step::Watermark(w) => operator.on_watermark(w, &mut out),
             Step::End => operator.on_end(&mut out),
         }

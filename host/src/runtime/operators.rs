@@ -14,6 +14,7 @@ use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 
 use super::aggregate::HashAggregate;
 use super::changelog::{row_kinds, with_row_kinds};
+use super::join::{Join, JoinSpec};
 use super::session::SessionAggregate;
 use super::top_n::TopN;
 use super::window::WindowAssign;
@@ -28,6 +29,15 @@ use crate::udf::coerce;
 pub trait Operator: Send {
     fn name(&self) -> &'static str;
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String>;
+    /// A batch from input `input` (0 for single-input operators; a join's left is 0, right 1).
+    fn on_input(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), String> {
+        self.on_batch(batch, out)
+    }
     /// Event time has reached `watermark` (ms): no row at or before it will come any more.
     /// Emits what that completes (a window's result). The end of input comes after a watermark
     /// of [`super::watermark::END_OF_TIME`].
@@ -167,6 +177,30 @@ pub fn create(
                 )?)
             }
         }
+        OperatorSpec::Join {
+            left_join,
+            left_keys,
+            right_keys,
+            nulls_equal,
+            filter,
+            left_schema,
+            right_schema,
+            output_schema,
+        } => Box::new(Join::new(
+            &JoinSpec {
+                left_join: *left_join,
+                left_keys,
+                right_keys,
+                nulls_equal: *nulls_equal,
+                filter: filter.as_ref(),
+                left_schema,
+                right_schema,
+                output_schema,
+            },
+            node.schema.clone(),
+            max_parallelism,
+            node.changelog,
+        )?),
         OperatorSpec::TopN {
             partition_by,
             order_by,

@@ -36,9 +36,10 @@ enum Route {
 /// The output edges of one subtask.
 #[derive(Debug, Default)]
 pub struct Router {
-    /// This subtask's index: how downstream tells senders apart.
-    sender: usize,
     routes: Vec<Route>,
+    /// Per route, how the downstream subtask knows this sender: which of its inputs the edge
+    /// is, and this subtask's number among all its upstream subtasks.
+    identities: Vec<(usize, usize)>,
 }
 
 /// A batch bound for `(route, target)`.
@@ -57,7 +58,19 @@ impl Router {
         senders: &[Vec<mpsc::Sender<Envelope>>],
     ) -> Result<Self, RuntimeError> {
         let mut routes = Vec::new();
+        let mut identities = Vec::new();
         for edge in graph.outputs_of(node) {
+            // Senders are numbered over all the downstream node's input edges, in order.
+            let mut input = 0;
+            let mut first_sender = 0;
+            for (index, other) in graph.inputs_of(edge.to).enumerate() {
+                if std::ptr::eq(other, edge) {
+                    input = index;
+                    break;
+                }
+                first_sender += graph.nodes[other.from].parallelism;
+            }
+            identities.push((input, first_sender + subtask));
             let targets = senders[edge.to].clone();
             let route = match &edge.partitioning {
                 Partitioning::Forward => {
@@ -76,6 +89,17 @@ impl Router {
                         | crate::plan::OperatorSpec::WindowAggregate { input_schema, .. }
                         | crate::plan::OperatorSpec::TopN { input_schema, .. } => {
                             input_schema.clone()
+                        }
+                        crate::plan::OperatorSpec::Join {
+                            left_schema,
+                            right_schema,
+                            ..
+                        } => {
+                            if input == 0 {
+                                left_schema.clone()
+                            } else {
+                                right_schema.clone()
+                            }
                         }
                         _ => {
                             return Err(RuntimeError::Internal(
@@ -105,10 +129,7 @@ impl Router {
             };
             routes.push(route);
         }
-        Ok(Self {
-            sender: subtask,
-            routes,
-        })
+        Ok(Self { routes, identities })
     }
 
     /// Splits a batch over the routes (CPU work: call it on a blocking thread).
@@ -179,14 +200,16 @@ impl Router {
     /// Sends the parts; `false` when a downstream subtask has gone (it finished or failed).
     pub async fn send(&self, parts: Vec<Part>) -> bool {
         for (route, target, batch) in parts {
-            let Some(sender) = self.target(route, target) else {
+            let Some(channel) = self.target(route, target) else {
                 return false;
             };
+            let (input, sender) = self.identities[route];
             let envelope = Envelope {
-                sender: self.sender,
+                input,
+                sender,
                 message: Message::Batch(batch),
             };
-            if sender.send(envelope).await.is_err() {
+            if channel.send(envelope).await.is_err() {
                 return false;
             }
         }
@@ -201,19 +224,20 @@ impl Router {
     /// Sends `message` to every downstream subtask; `false` when one has gone.
     pub async fn broadcast(&self, message: Message) -> bool {
         let mut open = true;
-        for route in &self.routes {
-            let targets: Vec<&mpsc::Sender<Envelope>> = match route {
-                Route::Forward(sender) => vec![sender],
+        for (route, &(input, sender)) in self.routes.iter().zip(&self.identities) {
+            let channels: Vec<&mpsc::Sender<Envelope>> = match route {
+                Route::Forward(channel) => vec![channel],
                 Route::Rebalance { targets, .. }
                 | Route::Broadcast(targets)
                 | Route::Hash { targets, .. } => targets.iter().collect(),
             };
-            for sender in targets {
+            for channel in channels {
                 let envelope = Envelope {
-                    sender: self.sender,
+                    input,
+                    sender,
                     message: message.clone(),
                 };
-                open &= sender.send(envelope).await.is_ok();
+                open &= channel.send(envelope).await.is_ok();
             }
         }
         open

@@ -25,6 +25,16 @@ const QUERIES: &[&str] = &[
     "SELECT COUNT(*), COUNT(DISTINCT bidder), MAX(price) FROM bid",
     "SELECT bidder % 3 AS b, auction, COUNT(*) AS n FROM bid WHERE price > 100 \
      GROUP BY bidder % 3, auction HAVING COUNT(*) > 20",
+    // Regular joins with a small table: inner (append-only, so a GROUP BY may follow) and left
+    // (auctions 10 to 12 have no row there: padded rows, retracted in streaming mode if a
+    // match came later, which it never does here; a join condition beyond the keys).
+    "SELECT b.auction, a.category, b.price, b.bidder FROM bid b JOIN auction a ON b.auction = a.id",
+    "SELECT a.category, COUNT(*), SUM(b.price) FROM bid b JOIN auction a ON b.auction = a.id \
+     GROUP BY a.category",
+    "SELECT b.auction, b.price, a.seller FROM bid b LEFT JOIN auction a \
+     ON b.auction = a.id AND b.price > a.seller * 40",
+    "SELECT a.id, b.bidder, b.price FROM auction a LEFT JOIN bid b ON a.id + 8 = b.auction \
+     AND b.price < 30",
     // Top-N per key (Nexmark q19's form), global Top-N, and dedup keeping the last and the
     // first row per key (q18's form).
     "SELECT auction, bidder, price, rn FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY auction \
@@ -107,6 +117,17 @@ fn write_bids(seed: u64, path: &std::path::Path) -> usize {
         );
     }
     std::fs::write(path, text).expect("write bids");
+    // Auctions 1 to 9 (of 12) in a small table to join with.
+    let auctions: String = (1..=9)
+        .map(|id| {
+            format!(
+                "{{\"id\":{id},\"category\":{},\"seller\":{}}}\n",
+                id % 3,
+                id * 7 % 10
+            )
+        })
+        .collect();
+    std::fs::write(path.with_file_name("auctions.jsonl"), auctions).expect("write auctions");
     count
 }
 
@@ -120,9 +141,12 @@ fn run(path: &std::path::Path, query: &str, settings: &[(&str, String)]) -> Run 
         "CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3), \
          WATERMARK FOR dateTime AS dateTime - INTERVAL '5' SECOND) \
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
+         CREATE TABLE auction (id BIGINT, category BIGINT, seller BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n\
          CREATE FUNCTION weighted_avg AS 'weighted_avg' LANGUAGE WASM USING JAR '{}';\n\
          {query};",
         path.display(),
+        path.with_file_name("auctions.jsonl").display(),
         component("stats").display()
     );
     let tokio = tokio::runtime::Builder::new_multi_thread()
