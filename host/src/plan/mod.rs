@@ -147,6 +147,8 @@ pub enum OperatorSpec {
         aggr_exprs: Vec<Expr>,
         input_schema: DFSchemaRef,
         output_schema: DFSchemaRef,
+        /// The input is a changelog: rows are taken back (`-U`, `-D`) as well as added.
+        updating_input: bool,
     },
     /// A window table function: every row with `window_start`, `window_end` and `window_time`
     /// appended. With `slices`, feeding a window aggregation, each row comes once, with its slice

@@ -243,7 +243,10 @@ impl Builder<'_> {
                     return self.window_aggregate(aggregate, &lineage, spec);
                 }
                 let input = self.add(&aggregate.input)?;
-                self.append_only(input, "GROUP BY")?;
+                let updating_input = self.changelog(input);
+                if updating_input {
+                    check_retractable(&aggregate.aggr_expr)?;
+                }
                 let keyed = !aggregate.group_expr.is_empty();
                 let id = self.node(
                     OperatorSpec::Aggregate {
@@ -251,6 +254,7 @@ impl Builder<'_> {
                         aggr_exprs: aggregate.aggr_expr.clone(),
                         input_schema: aggregate.input.schema().clone(),
                         output_schema: aggregate.schema.clone(),
+                        updating_input,
                     },
                     if keyed { parallelism } else { 1 },
                     arrow_schema(&aggregate.schema),
@@ -502,4 +506,43 @@ impl Builder<'_> {
         self.connect(input, id);
         id
     }
+}
+
+/// Over an updating input every aggregate must take rows back out of its state: COUNT, SUM and
+/// AVG (not DISTINCT), and Wasm aggregates that implement `retract`.
+fn check_retractable(aggr_exprs: &[Expr]) -> Result<(), PlanError> {
+    for expr in aggr_exprs {
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(function) = inner else {
+            continue;
+        };
+        let udaf: &dyn std::any::Any = function.func.inner().as_ref();
+        let (name, retracts) = match udaf.downcast_ref::<crate::functions::WasmAggregate>() {
+            Some(wasm) => (
+                wasm.function.sql_name.clone(),
+                matches!(
+                    wasm.function.spec.kind,
+                    crate::udf::FunctionKind::Aggregate { retract: true, .. }
+                ),
+            ),
+            None => {
+                let name = function.func.name().to_string();
+                let retracts =
+                    ["count", "sum", "avg"].contains(&name.as_str()) && !function.params.distinct;
+                (name.to_uppercase(), retracts)
+            }
+        };
+        if !retracts {
+            return Err(PlanError::Unsupported(format!(
+                "{name} cannot take rows back out of its state (retract), which an aggregate \
+                 over an updating input (the changes of a GROUP BY, Top-N or left join) needs: \
+                 COUNT, SUM and AVG can (not DISTINCT), and Wasm aggregates that implement \
+                 retract; aggregate before the update, or use a window"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -41,6 +41,9 @@ pub(crate) struct HashAggregate {
     /// Streaming mode: every batch's effect on the result goes out as a changelog (else the
     /// result goes out once, at the end of input).
     emit_changes: bool,
+    /// The input is a changelog: groups count their rows, and one whose rows are all taken
+    /// back is deleted (`-D`).
+    updating_input: bool,
 }
 
 /// The groups one batch touches: their state keys, and each row's index among them.
@@ -157,6 +160,7 @@ impl HashAggregate {
     pub(crate) fn new(
         group_exprs: &[Expr],
         aggr_exprs: &[Expr],
+        updating_input: bool,
         input_schema: &DFSchemaRef,
         schema: SchemaRef,
         max_parallelism: usize,
@@ -164,7 +168,12 @@ impl HashAggregate {
     ) -> Result<Self, String> {
         Ok(Self {
             keys: GroupKeys::new(group_exprs, input_schema, max_parallelism)?,
-            accumulators: Accumulators::new(aggr_exprs, input_schema)?,
+            accumulators: if updating_input {
+                Accumulators::retracting(aggr_exprs, input_schema)?
+            } else {
+                Accumulators::new(aggr_exprs, input_schema)?
+            },
+            updating_input,
             backend: Box::new(MemoryStateBackend::default()),
             schema,
             emit_changes,
@@ -180,12 +189,14 @@ impl HashAggregate {
     }
 
     /// The changelog of one batch: for each group it touched, `-U` (its result before) and
-    /// `+U` (after) when the result changed, or `+I` for a new group.
+    /// `+U` (after) when the result changed, `+I` for a new group, `-D` for a group whose rows
+    /// were all taken back (`gone`).
     fn changes(
         &mut self,
         keys: &[StateKey],
         before: &[Option<Vec<u8>>],
         after: &[Vec<u8>],
+        gone: &[bool],
     ) -> Result<Option<RecordBatch>, String> {
         let old: Vec<usize> = (0..keys.len()).filter(|&g| before[g].is_some()).collect();
         let old_keys: Vec<&StateKey> = old.iter().map(|&g| &keys[g]).collect();
@@ -217,22 +228,26 @@ impl HashAggregate {
         for &g in &old {
             is_old[g] = true;
         }
-        let retract: Vec<u32> = (0..old.len() as u32)
-            .filter(|&i| changed[i as usize])
-            .collect();
-        let mut emit: Vec<u32> = old
-            .iter()
-            .zip(&changed)
-            .filter_map(|(&g, &c)| c.then_some(g as u32))
-            .collect();
-        let inserted: Vec<u32> = (0..keys.len() as u32)
-            .filter(|&g| !is_old[g as usize])
-            .collect();
+        // Old rows out: -D for groups gone, -U for groups changed.
+        let mut retract = Vec::new();
+        let mut retract_kinds = Vec::new();
+        let mut emit = Vec::new();
+        for (slot, &group) in old.iter().enumerate() {
+            if gone[group] {
+                retract.push(slot as u32);
+                retract_kinds.push(RowKind::Delete);
+            } else if changed[slot] {
+                retract.push(slot as u32);
+                retract_kinds.push(RowKind::UpdateBefore);
+                emit.push(group as u32);
+            }
+        }
         let updates = emit.len();
-        emit.extend(&inserted);
+        emit.extend((0..keys.len() as u32).filter(|&g| !is_old[g as usize] && !gone[g as usize]));
         if retract.is_empty() && emit.is_empty() {
             return Ok(None);
         }
+        let inserted = emit.len() - updates;
         let retract = UInt32Array::from(retract);
         let emit = UInt32Array::from(emit);
         let mut columns = Vec::with_capacity(new_rows.len() + 1);
@@ -245,9 +260,10 @@ impl HashAggregate {
             );
         }
         let rows = retract.len() + emit.len();
-        let kinds = std::iter::repeat_n(RowKind::UpdateBefore, retract.len())
+        let kinds = retract_kinds
+            .into_iter()
             .chain(std::iter::repeat_n(RowKind::UpdateAfter, updates))
-            .chain(std::iter::repeat_n(RowKind::Insert, inserted.len()));
+            .chain(std::iter::repeat_n(RowKind::Insert, inserted));
         let data = output_batch(&self.schema, columns, rows)?;
         let mut columns = data.columns().to_vec();
         columns.push(row_kind_column(kinds));
@@ -283,8 +299,8 @@ impl Operator for HashAggregate {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if row_kinds(&batch).is_some() {
-            return Err("an aggregation over an updating input is not supported yet".into());
+        if row_kinds(&batch).is_some() && !self.updating_input {
+            return Err("internal error: an updating input the plan did not expect".into());
         }
         let touched = self.keys.touched(&batch, None)?;
         let stored = self
@@ -294,12 +310,34 @@ impl Operator for HashAggregate {
         let states = self
             .accumulators
             .update(&batch, &touched.row_groups, &stored)?;
+        // Over an updating input, a group whose rows were all taken back is gone.
+        let gone: Vec<bool> = if self.updating_input {
+            let refs: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
+            self.accumulators
+                .row_counts(&refs)?
+                .into_iter()
+                .map(|count| count <= 0)
+                .collect()
+        } else {
+            vec![false; states.len()]
+        };
         if self.emit_changes
-            && let Some(changes) = self.changes(&touched.keys, &stored, &states)?
+            && let Some(changes) = self.changes(&touched.keys, &stored, &states, &gone)?
         {
             out.push(changes);
         }
-        let entries = touched.keys.into_iter().zip(states).collect();
+        let mut deleted = Vec::new();
+        let mut entries = Vec::with_capacity(states.len());
+        for ((key, state), gone) in touched.keys.into_iter().zip(states).zip(gone) {
+            if gone {
+                deleted.push(key);
+            } else {
+                entries.push((key, state));
+            }
+        }
+        self.backend
+            .delete_many(ACCUMULATORS, &deleted)
+            .map_err(|e| e.to_string())?;
         self.backend
             .put_many(ACCUMULATORS, entries)
             .map_err(|e| e.to_string())

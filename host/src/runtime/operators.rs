@@ -124,10 +124,12 @@ pub fn create(
             group_exprs,
             aggr_exprs,
             input_schema,
+            updating_input,
             ..
         } => Box::new(HashAggregate::new(
             group_exprs,
             aggr_exprs,
+            *updating_input,
             input_schema,
             node.schema.clone(),
             max_parallelism,

@@ -25,6 +25,14 @@ const QUERIES: &[&str] = &[
     "SELECT COUNT(*), COUNT(DISTINCT bidder), MAX(price) FROM bid",
     "SELECT bidder % 3 AS b, auction, COUNT(*) AS n FROM bid WHERE price > 100 \
      GROUP BY bidder % 3, auction HAVING COUNT(*) > 20",
+    // Aggregates over updating inputs take rows back: a GROUP BY over a GROUP BY (groups come
+    // and go: -D), and over a left join's changelog, with a Wasm aggregate's retract.
+    "SELECT n % 7 AS bucket, COUNT(*), SUM(total), AVG(n) FROM (SELECT auction, COUNT(*) AS n, \
+     SUM(price) AS total FROM bid GROUP BY auction) GROUP BY n % 7",
+    "SELECT COUNT(*), SUM(n) FROM (SELECT bidder, COUNT(*) AS n FROM bid GROUP BY bidder)",
+    "SELECT seller, COUNT(*), SUM(price), weighted_avg(price, auction) FROM ( \
+       SELECT b.auction, b.price, COALESCE(a.seller, -1) AS seller FROM bid b LEFT JOIN auction a \
+       ON b.auction = a.id AND b.price > a.seller * 40) GROUP BY seller",
     // Regular joins with a small table: inner (append-only, so a GROUP BY may follow) and left
     // (auctions 10 to 12 have no row there: padded rows, retracted in streaming mode if a
     // match came later, which it never does here; a join condition beyond the keys).

@@ -6,7 +6,9 @@
 //! of the groups it touches, and gives their new rows: fresh DataFusion accumulators numbered 0..
 //! for those groups merge the stored states and update with the batch (one call per aggregate,
 //! one Wasm call per Wasm aggregate). Finishing merges any number of stored rows per group (the
-//! slices of a window) and evaluates.
+//! slices of a window) and evaluates. Over an updating input, `retract.rs` takes rows back out.
+
+mod retract;
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use arrow::compute::take;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use datafusion_common::DFSchemaRef;
+use datafusion_common::{DFSchemaRef, ScalarValue};
 use datafusion_expr::{EmitTo, Expr, GroupsAccumulator};
 use datafusion_functions_aggregate_common::aggregate::groups_accumulator::GroupsAccumulatorAdapter;
 use datafusion_physical_expr::PhysicalExpr;
@@ -25,7 +27,7 @@ use super::operators::{evaluate, evaluation_error, physical};
 use crate::functions::{WasmAggregate, WasmFunction};
 use crate::udf::{FunctionKind, coerce};
 
-enum Aggregator {
+pub(super) enum Aggregator {
     BuiltIn {
         args: Vec<Arc<dyn PhysicalExpr>>,
         function: Arc<AggregateFunctionExpr>,
@@ -40,7 +42,7 @@ enum Aggregator {
     },
 }
 
-struct Aggregate {
+pub(super) struct Aggregate {
     aggregator: Aggregator,
     filter: Option<Arc<dyn PhysicalExpr>>,
 }
@@ -49,22 +51,50 @@ struct Aggregate {
 pub(crate) struct Accumulators {
     aggregates: Vec<Aggregate>,
     state_converter: RowConverter,
+    /// Over an updating input: rows may be taken back (`-U`, `-D`). Built-ins then keep
+    /// DataFusion's retractable (sliding) accumulator states, per group, and the state row ends
+    /// with the group's row count, so that a group whose rows are all gone can be deleted.
+    retracting: bool,
 }
 
 impl Accumulators {
     pub(crate) fn new(aggr_exprs: &[Expr], input_schema: &DFSchemaRef) -> Result<Self, String> {
+        Self::build(aggr_exprs, input_schema, false)
+    }
+
+    /// Accumulators that also take rows back (over an updating input).
+    ///
+    /// # Errors
+    /// An aggregate that cannot retract (MIN, MAX, DISTINCT; a Wasm aggregate without
+    /// `retract`).
+    pub(crate) fn retracting(
+        aggr_exprs: &[Expr],
+        input_schema: &DFSchemaRef,
+    ) -> Result<Self, String> {
+        Self::build(aggr_exprs, input_schema, true)
+    }
+
+    fn build(
+        aggr_exprs: &[Expr],
+        input_schema: &DFSchemaRef,
+        retracting: bool,
+    ) -> Result<Self, String> {
         let mut aggregates = Vec::with_capacity(aggr_exprs.len());
         let mut state_types = Vec::new();
         for expr in aggr_exprs {
-            let (aggregate, types) = Self::aggregate(expr, input_schema)?;
+            let (aggregate, types) = Self::aggregate(expr, input_schema, retracting)?;
             aggregates.push(aggregate);
             state_types.extend(types.into_iter().map(SortField::new));
+        }
+        if retracting {
+            state_types.push(SortField::new(DataType::Int64));
         }
         let state_converter = RowConverter::new(state_types)
             .map_err(|e| format!("cannot keep the state of these aggregates: {e}"))?;
         Ok(Self {
             aggregates,
             state_converter,
+            retracting,
         })
     }
 
@@ -91,6 +121,7 @@ impl Accumulators {
     fn aggregate(
         expr: &Expr,
         input_schema: &DFSchemaRef,
+        retracting: bool,
     ) -> Result<(Aggregate, Vec<DataType>), String> {
         let (name, expr) = match expr {
             Expr::Alias(alias) => (alias.name.clone(), alias.expr.as_ref()),
@@ -123,6 +154,14 @@ impl Accumulators {
                     wasm.function.sql_name
                 ));
             }
+            if retracting
+                && matches!(
+                    wasm.function.spec.kind,
+                    FunctionKind::Aggregate { retract: false, .. }
+                )
+            {
+                return Err(retract::refusal(&wasm.function.sql_name));
+            }
             let aggregate = Aggregate {
                 aggregator: Aggregator::Wasm {
                     function: wasm.function.clone(),
@@ -145,12 +184,29 @@ impl Accumulators {
                 .with_ignore_nulls(treatment == datafusion_expr::expr::NullTreatment::IgnoreNulls);
         }
         let function = Arc::new(builder.build().map_err(|e| format!("{name}: {e}"))?);
-        let types: Vec<DataType> = function
-            .state_fields()
-            .map_err(|e| format!("{name}: {e}"))?
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types: Vec<DataType> = if retracting {
+            // DataFusion's retractable accumulators keep more than its state fields say (SUM
+            // its count too): ask one for its state's types.
+            let mut probe = function
+                .create_sliding_accumulator()
+                .map_err(|e| format!("{name}: {e}"))?;
+            if !probe.supports_retract_batch() || params.distinct {
+                return Err(retract::refusal(&name));
+            }
+            probe
+                .state()
+                .map_err(|e| format!("{name}: {e}"))?
+                .iter()
+                .map(ScalarValue::data_type)
+                .collect()
+        } else {
+            function
+                .state_fields()
+                .map_err(|e| format!("{name}: {e}"))?
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect()
+        };
         // Fail now, not at the first batch, if DataFusion cannot build it.
         accumulator(&function)?;
         let aggregate = Aggregate {
@@ -217,6 +273,9 @@ impl Accumulators {
         row_groups: &[usize],
         stored: &[Option<Vec<u8>>],
     ) -> Result<Vec<Vec<u8>>, String> {
+        if self.retracting {
+            return self.update_retracting(batch, row_groups, stored);
+        }
         let groups = stored.len();
         // The groups seen before, and their states as columns.
         let seen: Vec<usize> = (0..groups).filter(|&g| stored[g].is_some()).collect();
@@ -297,6 +356,9 @@ impl Accumulators {
         groups: usize,
         parts: &[(usize, &[u8])],
     ) -> Result<Vec<Vec<u8>>, String> {
+        if self.retracting {
+            return Err("internal error: merging retractable states".into());
+        }
         if parts.is_empty() {
             return if groups == 0 {
                 Ok(Vec::new())
@@ -358,6 +420,9 @@ impl Accumulators {
         groups: usize,
         parts: &[(usize, &[u8])],
     ) -> Result<Vec<ArrayRef>, String> {
+        if self.retracting {
+            return self.finish_retracting(groups, parts);
+        }
         let states = self
             .decode_states(parts.iter().map(|(_, state)| *state))?
             .unwrap_or_default();
@@ -420,7 +485,7 @@ pub(crate) fn accumulator(
     }
 }
 
-fn initial_state(
+pub(super) fn initial_state(
     function: &WasmFunction,
     initial: &mut Option<Vec<u8>>,
 ) -> Result<Vec<u8>, String> {
@@ -441,6 +506,20 @@ fn wasm_accumulate(
     row_groups: &[usize],
     mask: Option<BooleanArray>,
     before: BinaryArray,
+) -> Result<BinaryArray, String> {
+    wasm_update(function, args, batch, row_groups, mask, before, false)
+}
+
+/// Rows (those `mask` keeps) into (or, with `retract`, out of) their groups' states, in one
+/// Wasm call.
+pub(super) fn wasm_update(
+    function: &WasmFunction,
+    args: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    row_groups: &[usize],
+    mask: Option<BooleanArray>,
+    before: BinaryArray,
+    retract: bool,
 ) -> Result<BinaryArray, String> {
     let mut values = Vec::with_capacity(args.len());
     for (arg, param) in args.iter().zip(&function.spec.params) {
@@ -469,7 +548,13 @@ fn wasm_accumulate(
     }
     let after = function
         .module
-        .with_instance(|i| i.aggregate_accumulate(function.export(), &values, &groups, &before))
+        .with_instance(|i| {
+            if retract {
+                i.aggregate_retract(function.export(), &values, &groups, &before)
+            } else {
+                i.aggregate_accumulate(function.export(), &values, &groups, &before)
+            }
+        })
         .map_err(|e| e.to_string())?;
     if after.len() != before.len() {
         return Err(format!(
@@ -491,7 +576,7 @@ fn create_state(function: &WasmFunction) -> Result<Vec<u8>, String> {
 
 /// One state per group: the group's only part as is, several merged (round by round, one Wasm
 /// call per round over every group still merging), none the initial state.
-fn wasm_merge_parts(
+pub(super) fn wasm_merge_parts(
     function: &WasmFunction,
     initial: &mut Option<Vec<u8>>,
     groups: usize,
@@ -539,7 +624,7 @@ fn wasm_merge_parts(
     ))
 }
 
-fn binary(column: &ArrayRef) -> Result<BinaryArray, String> {
+pub(super) fn binary(column: &ArrayRef) -> Result<BinaryArray, String> {
     column
         .as_any()
         .downcast_ref::<BinaryArray>()
