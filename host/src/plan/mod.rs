@@ -181,6 +181,9 @@ pub enum OperatorSpec {
     /// taken back (`-D`) when its first match arrives.
     Join {
         left_join: bool,
+        /// A left semi join (`EXISTS`, or an inner join of which only the left side is read):
+        /// each left row once, at its first match; only the left columns.
+        semi: bool,
         left_keys: Vec<Expr>,
         right_keys: Vec<Expr>,
         /// Null keys match each other (`IS NOT DISTINCT FROM`) rather than nothing.
@@ -313,13 +316,20 @@ impl OperatorSpec {
             ),
             OperatorSpec::Join {
                 left_join,
+                semi,
                 left_keys,
                 right_keys,
                 filter,
                 ..
             } => format!(
                 "{} join on [{}]{}; keeps every row of both inputs in state",
-                if *left_join { "left" } else { "inner" },
+                if *semi {
+                    "left semi"
+                } else if *left_join {
+                    "left"
+                } else {
+                    "inner"
+                },
                 left_keys
                     .iter()
                     .zip(right_keys)

@@ -379,9 +379,10 @@ impl Builder<'_> {
                 arrow_schema(&empty.schema),
             )),
             LogicalPlan::Join(join) => {
-                let left_join = match join.join_type {
-                    JoinType::Inner => false,
-                    JoinType::Left => true,
+                let (left_join, semi) = match join.join_type {
+                    JoinType::Inner => (false, false),
+                    JoinType::Left => (true, false),
+                    JoinType::LeftSemi => (false, true),
                     other => {
                         return Err(PlanError::Unsupported(format!(
                             "{} joins are not supported yet (inner and left joins are; write a \
@@ -406,6 +407,7 @@ impl Builder<'_> {
                 let id = self.node(
                     OperatorSpec::Join {
                         left_join,
+                        semi,
                         left_keys: left_keys.clone(),
                         right_keys: right_keys.clone(),
                         nulls_equal: join.null_equality == NullEquality::NullEqualsNull,

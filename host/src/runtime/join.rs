@@ -32,6 +32,7 @@ const RIGHT_ROWS: StateName = 1;
 /// What a join is made of (its plan node's fields).
 pub(crate) struct JoinSpec<'a> {
     pub left_join: bool,
+    pub semi: bool,
     pub left_keys: &'a [Expr],
     pub right_keys: &'a [Expr],
     pub nulls_equal: bool,
@@ -122,12 +123,17 @@ fn decode(mut bytes: &[u8]) -> Result<Vec<Kept>, String> {
 
 pub(crate) struct Join {
     left_join: bool,
+    /// Left semi join: each left row once, at its first match, without the right columns.
+    semi: bool,
     nulls_equal: bool,
     left: Side,
     right: Side,
     filter: Option<Arc<dyn PhysicalExpr>>,
     backend: Box<dyn KeyedStateBackend>,
+    /// The output's schema (a semi join's is the left side's).
     schema: SchemaRef,
+    /// Both sides' columns: what the filter reads.
+    joined_schema: SchemaRef,
     emit_changes: bool,
 }
 
@@ -146,24 +152,55 @@ impl Join {
     ) -> Result<Self, String> {
         Ok(Self {
             left_join: spec.left_join,
+            semi: spec.semi,
             nulls_equal: spec.nulls_equal,
             left: Side::new(spec.left_keys, spec.left_schema, max_parallelism)?,
             right: Side::new(spec.right_keys, spec.right_schema, max_parallelism)?,
-            filter: spec
-                .filter
-                .map(|f| physical(f, spec.output_schema))
-                .transpose()?,
+            filter: match spec.filter {
+                None => None,
+                // The filter reads both sides, which a semi join's output lacks.
+                Some(f) if spec.semi => {
+                    let both = spec
+                        .left_schema
+                        .join(spec.right_schema)
+                        .map_err(|e| e.to_string())?;
+                    Some(physical(f, &Arc::new(both))?)
+                }
+                Some(f) => Some(physical(f, spec.output_schema)?),
+            },
             backend: Box::new(MemoryStateBackend::default()),
+            joined_schema: if spec.semi {
+                let mut fields: Vec<_> = spec.left_schema.fields().iter().cloned().collect();
+                fields.extend(spec.right_schema.fields().iter().cloned());
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            } else {
+                schema.clone()
+            },
             schema,
             emit_changes,
         })
+    }
+
+    /// A semi join's output: the left rows at `indices` of `columns`.
+    fn semi_rows(
+        &self,
+        columns: &[ArrayRef],
+        indices: Vec<u32>,
+    ) -> Result<Option<RecordBatch>, String> {
+        if indices.is_empty() {
+            return Ok(None);
+        }
+        let indices = UInt32Array::from(indices);
+        let rows = indices.len();
+        let batch = make_batch(&self.schema, take_all(columns, &indices)?, rows)?;
+        self.with_kind(batch, RowKind::Insert).map(Some)
     }
 
     /// The joined rows of `pairs` that pass the join's filter, and which of them passed.
     fn joined(&self, pairs: Pairs, rows: usize) -> Result<(RecordBatch, Vec<bool>), String> {
         let mut columns = pairs.left;
         columns.extend(pairs.right);
-        let batch = make_batch(&self.schema, columns, rows)?;
+        let batch = make_batch(&self.joined_schema, columns, rows)?;
         let Some(filter) = &self.filter else {
             return Ok((batch, vec![true; rows]));
         };
@@ -239,7 +276,14 @@ impl Join {
             for (row, passed) in left_rows.iter().zip(&passed) {
                 matches[*row as usize] += u32::from(*passed);
             }
-            out.push(self.with_kind(joined, RowKind::Insert)?);
+            if self.semi {
+                let matched = (0..batch.num_rows() as u32)
+                    .filter(|&r| matches[r as usize] > 0)
+                    .collect();
+                out.extend(self.semi_rows(batch.columns(), matched)?);
+            } else {
+                out.push(self.with_kind(joined, RowKind::Insert)?);
+            }
         }
         if self.left_join && self.emit_changes {
             let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
@@ -326,7 +370,15 @@ impl Join {
                 }
                 kept.0 = kept.0.saturating_add(1);
             }
-            if self.left_join && self.emit_changes && !first_matches.is_empty() {
+            if self.semi {
+                let rows = self.left.decode(
+                    first_matches
+                        .iter()
+                        .map(|(g, p)| left_lists[*g][*p].1.as_slice()),
+                )?;
+                let all: Vec<u32> = (0..first_matches.len() as u32).collect();
+                out.extend(self.semi_rows(&rows, all)?);
+            } else if self.left_join && self.emit_changes && !first_matches.is_empty() {
                 let rows = self.left.decode(
                     first_matches
                         .iter()
@@ -335,8 +387,10 @@ impl Join {
                 let padded = self.padded(rows, first_matches.len())?;
                 out.push(self.with_kind(padded, RowKind::Delete)?);
             }
-            out.push(self.with_kind(joined, RowKind::Insert)?);
-            if self.left_join {
+            if !self.semi {
+                out.push(self.with_kind(joined, RowKind::Insert)?);
+            }
+            if self.left_join || self.semi {
                 let entries = touched
                     .keys
                     .iter()

@@ -181,6 +181,7 @@ pub fn create(
         }
         OperatorSpec::Join {
             left_join,
+            semi,
             left_keys,
             right_keys,
             nulls_equal,
@@ -191,6 +192,7 @@ pub fn create(
         } => Box::new(Join::new(
             &JoinSpec {
                 left_join: *left_join,
+                semi: *semi,
                 left_keys,
                 right_keys,
                 nulls_equal: *nulls_equal,

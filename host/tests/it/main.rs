@@ -7,5 +7,6 @@ mod golden;
 mod hostile;
 mod loading;
 mod nexmark;
+mod nexmark_streaming;
 mod python;
 mod streaming;

@@ -189,7 +189,7 @@ fn run(path: &std::path::Path, query: &str, settings: &[(&str, String)]) -> Run 
 
 /// Each row as text, sorted: the result as a multiset. A changelog (an `op` column first) is
 /// applied in order: `+I` and `+U` add their row, `-U` and `-D` take theirs away.
-fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+pub(crate) fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows: Vec<String> = Vec::new();
     for batch in batches {

@@ -35,12 +35,14 @@ use super::{ConnectorError, SourceReader, SourceRequest, TableDef, check_known_o
 const OPT_TABLE: &str = "nexmark.table";
 const OPT_EVENTS: &str = "events.num";
 const OPT_RATE: &str = "events.per-second";
+const OPT_THROTTLE: &str = "events.throttle";
 const OPT_SEED: &str = "seed";
 const OPT_OUT_OF_ORDERNESS: &str = "events.out-of-orderness";
 const KNOWN_OPTIONS: &[&str] = &[
     OPT_TABLE,
     OPT_EVENTS,
     OPT_RATE,
+    OPT_THROTTLE,
     OPT_SEED,
     OPT_OUT_OF_ORDERNESS,
 ];
@@ -265,6 +267,9 @@ struct Config {
     events: Option<u64>,
     /// `'events.per-second'`: event time and throttle.
     rate: Option<u64>,
+    /// `'events.throttle'` (default true): pace reading to the rate's wall-clock time; false
+    /// keeps the rate's event times but reads as fast as it can (tests, benchmarks).
+    throttle: bool,
     seed: u64,
     /// `'events.out-of-orderness'`: each event's time is up to this much (ns) before its place
     /// in the sequence says.
@@ -294,6 +299,16 @@ impl Config {
         let rate = parse_u64(table, OPT_RATE, "an integer from 1 to 1000000000", |rate| {
             (1..=MAX_RATE).contains(&rate)
         })?;
+        let throttle = match table.options.get(OPT_THROTTLE).map(String::as_str) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConnectorError::option(
+                    table,
+                    format!("option '{OPT_THROTTLE}' is true or false, not '{other}'"),
+                ));
+            }
+        };
         let seed = parse_u64(table, OPT_SEED, "a non-negative integer", |_| true)?.unwrap_or(0);
         let out_of_orderness_nanos = match table.options.get(OPT_OUT_OF_ORDERNESS) {
             None => 0,
@@ -356,6 +371,7 @@ impl Config {
             kind,
             events,
             rate,
+            throttle,
             seed,
             out_of_orderness_nanos,
             columns,

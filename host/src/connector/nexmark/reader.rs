@@ -87,7 +87,10 @@ impl NexmarkReader {
             },
             limit: config.events.unwrap_or(u64::MAX),
             max_rows: request.batch_size.clamp(1, MAX_BATCH_ROWS),
-            throttle: config.rate.map(|_| Throttle { clock, start: None }),
+            throttle: config
+                .rate
+                .filter(|_| config.throttle)
+                .map(|_| Throttle { clock, start: None }),
             rows: Vec::new(),
         })
     }

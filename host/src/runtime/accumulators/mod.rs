@@ -342,9 +342,22 @@ impl Accumulators {
                 }
             }
         }
+        self.encode(&states, groups)
+    }
+
+    /// State columns as one row per group. Without aggregates (`SELECT DISTINCT`, a window's
+    /// GROUP BY alone) a group's state is empty but still there.
+    pub(super) fn encode(
+        &self,
+        states: &[ArrayRef],
+        groups: usize,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        if states.is_empty() {
+            return Ok(vec![Vec::new(); groups]);
+        }
         let rows = self
             .state_converter
-            .convert_columns(&states)
+            .convert_columns(states)
             .map_err(|e| format!("cannot store aggregate states: {e}"))?;
         Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
     }
@@ -405,11 +418,7 @@ impl Accumulators {
                 }
             }
         }
-        let rows = self
-            .state_converter
-            .convert_columns(&merged)
-            .map_err(|e| format!("cannot store aggregate states: {e}"))?;
-        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+        self.encode(&merged, groups)
     }
 
     /// Each aggregate's result for `groups` groups, one column each: `parts` are stored state

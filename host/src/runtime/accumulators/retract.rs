@@ -176,11 +176,7 @@ impl Accumulators {
             counts[group] += if negative[row] { -1 } else { 1 };
         }
         states.push(Arc::new(Int64Array::from(counts)));
-        let rows = self
-            .state_converter
-            .convert_columns(&states)
-            .map_err(|e| format!("cannot store aggregate states: {e}"))?;
-        Ok(rows.iter().map(|row| row.as_ref().to_vec()).collect())
+        self.encode(&states, groups)
     }
 
     /// [`Self::finish`] for retractable states.
