@@ -27,7 +27,7 @@ pub struct NexmarkArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "q0,q1,q2,q14,q17,q22,q5-counts,q7-max,tumble-10ms"
+        default_value = "q0,q1,q2,q14,q17,q22,q5-counts,q7-max,tumble-10ms,q18,q19,q20"
     )]
     pub queries: Vec<String>,
     /// Events to generate per query (all kinds; 46 in 50 are bids).
@@ -48,12 +48,20 @@ const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel 
                            url STRING, dateTime TIMESTAMP(3), extra STRING, \
                            WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND";
 
+const AUCTION_COLUMNS: &str = "id BIGINT, itemName STRING, description STRING, initialBid BIGINT, \
+                               reserve BIGINT, dateTime TIMESTAMP(3), expires TIMESTAMP(3), \
+                               seller BIGINT, category BIGINT, extra STRING, \
+                               WATERMARK FOR dateTime AS dateTime - INTERVAL '4' SECOND";
+
 /// The queries `query` knows.
-const QUERIES: &str = "q0, q1, q2, q14, q17, q22, q5-counts, q7-max, tumble-10ms";
+const QUERIES: &str = "q0, q1, q2, q14, q17, q22, q5-counts, q7-max, tumble-10ms, q18, q19, q20";
 
 /// Whether `query` runs in streaming mode (windows fire as the watermark passes them).
 fn streaming(query: &str) -> bool {
-    matches!(query, "q5-counts" | "q7-max" | "tumble-10ms")
+    matches!(
+        query,
+        "q5-counts" | "q7-max" | "tumble-10ms" | "q18" | "q19" | "q20"
+    )
 }
 
 /// The Nexmark query `name`, in Flink SQL as Weir runs it, reading `bid` and writing `sink`.
@@ -117,6 +125,26 @@ pub fn query(name: &str) -> Option<(&'static str, &'static str)> {
              SELECT auction, window_end, COUNT(*), SUM(price) \
              FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' MILLISECOND)) \
              GROUP BY auction, window_start, window_end",
+        ),
+        // Dedup: each (bidder, auction)'s last bid.
+        "q18" => (
+            "auction BIGINT, bidder BIGINT, price BIGINT, dateTime TIMESTAMP(3)",
+            "INSERT INTO sink SELECT auction, bidder, price, dateTime FROM ( \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY bidder, auction ORDER BY dateTime DESC) AS rn \
+               FROM bid) WHERE rn <= 1",
+        ),
+        // Top-N: each auction's ten highest bids.
+        "q19" => (
+            "auction BIGINT, bidder BIGINT, price BIGINT, rn BIGINT",
+            "INSERT INTO sink SELECT auction, bidder, price, rn FROM ( \
+               SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rn \
+               FROM bid) WHERE rn <= 10",
+        ),
+        // A regular join: bids with their auction's category.
+        "q20" => (
+            "auction BIGINT, price BIGINT, category BIGINT",
+            "INSERT INTO sink SELECT B.auction, B.price, A.category \
+             FROM bid B JOIN auction A ON B.auction = A.id WHERE A.category = 10",
         ),
         "q22" => (
             "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, dir1 STRING, dir2 STRING, dir3 STRING",
@@ -188,9 +216,11 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
         };
         let script = format!(
             "CREATE TABLE bid ({BID_COLUMNS}) WITH ({source});\n\
+             CREATE TABLE auction ({AUCTION_COLUMNS}) WITH ({});\n\
              CREATE TABLE sink ({sink_columns}) WITH ('connector' = 'blackhole');\n\
              CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{}';\n\
              {insert};",
+            source.replace("'bid'", "'auction'"),
             module.display()
         );
         let started = Instant::now();

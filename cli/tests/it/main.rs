@@ -508,3 +508,83 @@ fn run_reports_a_bad_script_with_its_line() {
         "unknown setting 'no.such'",
     );
 }
+
+/// Runs `script` in a `weir run` process for at most `wait`, until its stdout shows every one
+/// of `expected`; kills it then and returns the stdout so far.
+fn run_until(script: &str, expected: &[&str], wait: std::time::Duration) -> String {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", script])
+        .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start weir");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = stdout.read(&mut buffer) {
+            if read == 0 || sender.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + wait;
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !expected.iter().all(|line| text.contains(line)) {
+        if let Ok(bytes) = receiver.recv_timeout(std::time::Duration::from_millis(50)) {
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn an_idle_split_stops_holding_windows_back() {
+    // One small file: subtask 0 reads it, subtask 1 has nothing. The source watches the
+    // directory for more (unbounded), so subtask 1 never ends; only its idle timeout lets the
+    // watermark (19 s behind... 20 s - 1 s) fire the windows before 15 s.
+    let dir = scratch().join("idle-input");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rows: String = (1..=20)
+        .map(|s| format!("{{\"auction\":1,\"dateTime\":\"2026-01-01 10:00:{s:02}\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("bids.json"), rows).expect("write");
+    let script_for = |name: &str, idle: &str| {
+        script(
+            name,
+            &format!(
+                "SET 'execution.runtime-mode' = 'streaming';\n\
+                 SET 'parallelism.default' = '2';\n\
+                 CREATE TABLE bid (auction BIGINT, dateTime TIMESTAMP(3), \
+                 WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND) WITH (\
+                 'connector' = 'filesystem', 'path' = '{}', 'format' = 'json', \
+                 'source.monitor-interval' = '100 ms'{idle});\n\
+                 CREATE TABLE out (window_start TIMESTAMP(3), bids BIGINT) WITH ('connector' = 'print');\n\
+                 INSERT INTO out SELECT window_start, COUNT(*) FROM \
+                 TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '5' SECOND)) \
+                 GROUP BY window_start, window_end;\n",
+                dir.display()
+            ),
+        )
+    };
+    let expected = [
+        "| 2026-01-01T10:00:00 | 4    |",
+        "| 2026-01-01T10:00:05 | 5    |",
+        "| 2026-01-01T10:00:10 | 5    |",
+    ];
+    let with_idle = script_for("idle.sql", ", 'scan.watermark.idle-timeout' = '300 ms'");
+    let printed = run_until(&with_idle, &expected, std::time::Duration::from_secs(60));
+    for line in expected {
+        assert!(printed.contains(line), "missing {line:?} in:\n{printed}");
+    }
+    // The window [15 s, 20 s) ends after the watermark: it has not fired.
+    assert!(!printed.contains("10:00:15"), "{printed}");
+    // Without the timeout the idle subtask holds every window back.
+    let without = script_for("not_idle.sql", "");
+    let printed = run_until(&without, &expected, std::time::Duration::from_secs(3));
+    assert!(!printed.contains("2026-01-01T10:00:00"), "{printed}");
+}

@@ -213,9 +213,43 @@ pub fn check_accepts_changelog(table: &TableDef) -> Result<(), ConnectorError> {
     ))
 }
 
+/// A duration in an option's usual forms: `'5 s'`, `'200 ms'`, `'2 min'`, a bare number of
+/// milliseconds.
+pub fn duration(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let amount: u64 = value[..split].parse().ok()?;
+    let unit_nanos: u64 = match value[split..].trim() {
+        "ns" => 1,
+        "us" => 1_000,
+        "" | "ms" => 1_000_000,
+        "s" | "sec" | "second" | "seconds" => 1_000_000_000,
+        "min" | "minute" | "minutes" => 60_000_000_000,
+        "h" | "hour" | "hours" => 3_600_000_000_000,
+        _ => return None,
+    };
+    amount
+        .checked_mul(unit_nanos)
+        .map(std::time::Duration::from_nanos)
+}
+
+/// The table option that makes an idle source subtask stop holding watermarks back (any
+/// connector: the runtime acts on it).
+pub const IDLE_TIMEOUT: &str = "scan.watermark.idle-timeout";
+
 pub(crate) fn check_known_options(table: &TableDef, known: &[&str]) -> Result<(), ConnectorError> {
+    if let Some(value) = table.options.get(IDLE_TIMEOUT)
+        && duration(value).is_none_or(|d| d.is_zero())
+    {
+        return Err(ConnectorError::option(
+            table,
+            format!("option '{IDLE_TIMEOUT}' must be a duration such as '5 s', not '{value}'"),
+        ));
+    }
     for key in table.options.keys() {
-        if key != "connector" && !known.contains(&key.as_str()) {
+        if key != "connector" && key != IDLE_TIMEOUT && !known.contains(&key.as_str()) {
             let kind = table.options.get("connector").map_or("", String::as_str);
             return Err(ConnectorError::option(
                 table,

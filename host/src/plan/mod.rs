@@ -101,6 +101,9 @@ pub struct SourceWatermark {
     /// Bounded out-of-orderness: the watermark trails the largest event time seen by this much
     /// (and 1 ms more, as in Flink: a row at the watermark itself is still on time).
     pub delay_millis: i64,
+    /// `'scan.watermark.idle-timeout'`: a subtask that reads nothing this long is idle, and
+    /// holds no operator's watermark back until it reads again.
+    pub idle_timeout_millis: Option<u64>,
 }
 
 /// What a window aggregation's GROUP BY item becomes in its output.

@@ -160,9 +160,16 @@ impl Builder<'_> {
             Some(columns) => columns.iter().position(|&c| c == in_table)?,
             None => in_table,
         };
+        let idle_timeout_millis = entry
+            .def
+            .options
+            .get(connector::IDLE_TIMEOUT)
+            .and_then(|value| connector::duration(value))
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Some(SourceWatermark {
             column,
             delay_millis,
+            idle_timeout_millis,
         })
     }
 

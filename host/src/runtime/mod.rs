@@ -48,6 +48,9 @@ pub enum Message {
     Watermark(i64),
     /// Checkpoint barrier `n`.
     Barrier(u64),
+    /// The sender has had nothing to read for its idle timeout: hold no watermark back for it
+    /// until it sends one again.
+    Idle,
     EndOfInput,
 }
 
@@ -307,35 +310,51 @@ async fn run_source(
             .map_err(join_error)?
     };
     let mut reader = opened.map_err(&connector_error)?;
+    let idle_timeout = watermarks.as_ref().and_then(SourceWatermarks::idle_timeout);
+    let mut idle = false;
     loop {
-        let mut router = std::mem::take(&mut task.router);
-        let (back_reader, back_router, back_watermarks, result) =
-            tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let result = reader.next_batch().map(|batch| {
-                    batch.map(|batch| {
-                        let parts = router.partition(&batch).and_then(|parts| {
-                            let watermark = match &mut watermarks {
-                                Some(w) => match batch.columns().get(w.column()) {
-                                    Some(times) => w.observe(times)?,
-                                    None => return Err("the event-time column is missing".into()),
-                                },
-                                None => None,
-                            };
-                            Ok((parts, watermark))
-                        });
-                        (batch.num_rows(), parts)
-                    })
-                });
-                (
-                    reader,
-                    router,
-                    watermarks,
-                    result.map(|r| (r, started.elapsed())),
-                )
-            })
-            .await
-            .map_err(join_error)?;
+        let mut router = task.router.clone();
+        let mut handle = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = reader.next_batch().map(|batch| {
+                batch.map(|batch| {
+                    let parts = router.partition(&batch).and_then(|parts| {
+                        let watermark = match &mut watermarks {
+                            Some(w) => match batch.columns().get(w.column()) {
+                                Some(times) => w.observe(times)?,
+                                None => return Err("the event-time column is missing".into()),
+                            },
+                            None => None,
+                        };
+                        Ok((parts, watermark))
+                    });
+                    (batch.num_rows(), parts)
+                })
+            });
+            (
+                reader,
+                router,
+                watermarks,
+                result.map(|r| (r, started.elapsed())),
+            )
+        });
+        // Nothing to read for the idle timeout: downstream stops waiting for this subtask.
+        let joined = match idle_timeout {
+            None => handle.await,
+            Some(timeout) => loop {
+                match tokio::time::timeout(timeout, &mut handle).await {
+                    Ok(joined) => break joined,
+                    Err(_) if !idle => {
+                        idle = true;
+                        if !task.router.broadcast(Message::Idle).await {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => {}
+                }
+            },
+        };
+        let (back_reader, back_router, back_watermarks, result) = joined.map_err(join_error)?;
         reader = back_reader;
         task.router = back_router;
         watermarks = back_watermarks;
@@ -358,6 +377,12 @@ async fn run_source(
                 if !task.router.send(parts).await {
                     return Ok(());
                 }
+                // Active again: downstream learns it from a watermark, advanced or not.
+                let watermark = if std::mem::take(&mut idle) {
+                    watermark.or_else(|| watermarks.as_ref().and_then(SourceWatermarks::emitted))
+                } else {
+                    watermark
+                };
                 if let Some(watermark) = watermark
                     && !task.router.broadcast(Message::Watermark(watermark)).await
                 {
@@ -426,6 +451,16 @@ async fn run_operator(
                     None => (Step::End, last),
                 }
             }
+            Message::Idle => match watermarks.idle(envelope.sender) {
+                Some(combined) => (Step::Watermark(combined), false),
+                None => {
+                    // Every input idle: so is this subtask, downstream.
+                    if watermarks.all_idle() && !task.router.broadcast(Message::Idle).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            },
             // Barriers act with checkpoints (a later issue).
             Message::Barrier(_) => continue,
         };
@@ -532,7 +567,7 @@ async fn run_sink(
                     break;
                 }
             }
-            Message::Watermark(_) | Message::Barrier(_) => {}
+            Message::Watermark(_) | Message::Barrier(_) | Message::Idle => {}
         }
     }
     if ended < expected_ends {
@@ -572,7 +607,7 @@ async fn run_collect(
                     break;
                 }
             }
-            Message::Watermark(_) | Message::Barrier(_) => {}
+            Message::Watermark(_) | Message::Barrier(_) | Message::Idle => {}
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::{Envelope, Message, RuntimeError};
 use crate::plan::{Graph, Partitioning};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Route {
     Forward(mpsc::Sender<Envelope>),
     Rebalance {
@@ -34,7 +34,7 @@ enum Route {
 }
 
 /// The output edges of one subtask.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Router {
     routes: Vec<Route>,
     /// Per route, how the downstream subtask knows this sender: which of its inputs the edge

@@ -6,7 +6,7 @@
 //! operator's watermark is the minimum over its inputs, and an input that has ended holds nothing
 //! back: the end of bounded input is a watermark of +infinity, so every window fires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::AsArray;
 use arrow::array::{Array, ArrayRef};
@@ -60,6 +60,17 @@ impl SourceWatermarks {
     pub(crate) fn column(&self) -> usize {
         self.spec.column
     }
+
+    /// The last watermark emitted, if any.
+    pub(crate) fn emitted(&self) -> Option<i64> {
+        (self.emitted > i64::MIN).then_some(self.emitted)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Option<std::time::Duration> {
+        self.spec
+            .idle_timeout_millis
+            .map(std::time::Duration::from_millis)
+    }
 }
 
 /// The largest value of a timestamp column in milliseconds (floored), or `None` if all null.
@@ -90,6 +101,9 @@ pub(crate) fn max_millis(times: &ArrayRef) -> Result<Option<i64>, String> {
 pub(crate) struct InputWatermarks {
     inputs: usize,
     latest: HashMap<usize, i64>,
+    /// Senders that declared themselves idle (`'scan.watermark.idle-timeout'`): they hold
+    /// nothing back until they send a watermark again.
+    idle: HashSet<usize>,
     current: i64,
 }
 
@@ -98,28 +112,58 @@ impl InputWatermarks {
         Self {
             inputs,
             latest: HashMap::new(),
+            idle: HashSet::new(),
             current: i64::MIN,
         }
     }
 
-    /// Records `watermark` from upstream subtask `sender`; the combined watermark if it advanced.
+    /// Records `watermark` from upstream subtask `sender` (active again if it was idle); the
+    /// combined watermark if it advanced.
     pub(crate) fn update(&mut self, sender: usize, watermark: i64) -> Option<i64> {
+        self.idle.remove(&sender);
         let latest = self.latest.entry(sender).or_insert(i64::MIN);
         // Watermarks never go back, even if a sender's do.
         *latest = (*latest).max(watermark);
-        if self.latest.len() < self.inputs {
-            return None;
-        }
-        let combined = self.latest.values().copied().min().unwrap_or(i64::MIN);
-        (combined > self.current).then(|| {
-            self.current = combined;
-            combined
-        })
+        self.advance()
     }
 
     /// `sender` has ended: it holds time back no more.
     pub(crate) fn end(&mut self, sender: usize) -> Option<i64> {
         self.update(sender, END_OF_TIME)
+    }
+
+    /// `sender` is idle: the combined watermark if that let it advance.
+    pub(crate) fn idle(&mut self, sender: usize) -> Option<i64> {
+        self.idle.insert(sender);
+        self.advance()
+    }
+
+    /// Whether every input is idle (the operator is then idle too, downstream).
+    pub(crate) fn all_idle(&self) -> bool {
+        self.idle.len() >= self.inputs
+    }
+
+    /// The minimum over the inputs that are not idle, once every input has spoken.
+    fn advance(&mut self) -> Option<i64> {
+        let spoken = self.latest.len()
+            + self
+                .idle
+                .iter()
+                .filter(|s| !self.latest.contains_key(s))
+                .count();
+        if spoken < self.inputs {
+            return None;
+        }
+        let combined = self
+            .latest
+            .iter()
+            .filter(|(sender, _)| !self.idle.contains(sender))
+            .map(|(_, watermark)| *watermark)
+            .min()?;
+        (combined > self.current).then(|| {
+            self.current = combined;
+            combined
+        })
     }
 }
 
@@ -136,6 +180,7 @@ mod tests {
         let mut source = SourceWatermarks::new(SourceWatermark {
             column: 0,
             delay_millis: 5_000,
+            idle_timeout_millis: None,
         });
         let batch = |times: Vec<Option<i64>>| -> ArrayRef {
             Arc::new(TimestampMillisecondArray::from(times))
@@ -163,6 +208,25 @@ mod tests {
         assert_eq!(inputs.end(0), Some(300));
         assert_eq!(inputs.end(1), Some(END_OF_TIME));
         assert_eq!(inputs.update(0, 400), None, "nothing after the end of time");
+    }
+
+    #[test]
+    fn idle_inputs_hold_nothing_back_until_they_speak_again() {
+        let mut inputs = InputWatermarks::new(2);
+        assert_eq!(inputs.update(0, 100), None, "input 1 has not spoken");
+        assert_eq!(
+            inputs.idle(1),
+            Some(100),
+            "input 1 is idle: input 0 alone counts"
+        );
+        assert!(!inputs.all_idle());
+        assert_eq!(inputs.update(0, 200), Some(200));
+        assert_eq!(inputs.update(1, 150), None, "active again, and behind");
+        assert_eq!(inputs.update(1, 250), None, "input 0 still at 200");
+        assert_eq!(inputs.update(0, 300), Some(250));
+        assert_eq!(inputs.idle(0), None, "nothing new to pass");
+        assert_eq!(inputs.idle(1), None);
+        assert!(inputs.all_idle());
     }
 
     #[test]

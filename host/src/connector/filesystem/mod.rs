@@ -8,7 +8,10 @@
 //!
 //! Options, with Flink's names: `'path'`, `'format'` (`csv`, `json`, `parquet`),
 //! `'csv.field-delimiter'`, `'csv.header'` (Weir's: the first line of each file is a header),
-//! `'csv.null-literal'`, `'csv.ignore-parse-errors'` and `'json.ignore-parse-errors'`.
+//! `'csv.null-literal'`, `'csv.ignore-parse-errors'` and `'json.ignore-parse-errors'`; as a
+//! sink `'sink.changelog-mode'`; as a source `'source.monitor-interval'` (then the source is
+//! unbounded: it keeps watching the directory and reads each new file once, whole files spread
+//! over the subtasks by name; files must appear complete, e.g. moved in by rename).
 //!
 //! **Invariant:** whatever the number of subtasks, the subtasks of a source together read every
 //! row of the input exactly once: every subtask lists the same files and cuts them into the same
@@ -22,6 +25,7 @@ mod csv;
 mod json;
 mod json_flat;
 mod lines;
+mod monitor;
 mod parquet;
 mod sink;
 #[cfg(test)]
@@ -47,6 +51,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "csv.null-literal",
     "json.ignore-parse-errors",
     "sink.changelog-mode",
+    "source.monitor-interval",
 ];
 
 /// The most rows per batch, whatever the job asks: the decoders reserve room for a batch.
@@ -116,38 +121,85 @@ fn open_source_tuned(
     // room for that many rows up front. Batches are "at most" the size asked, so clamp it.
     let batch_size = request.batch_size.clamp(1, MAX_BATCH_ROWS);
     let files = list_files(&config.path)?;
-    match config.format {
-        Format::Csv => {
-            let decoder = csv::CsvLines::new(
+    let pieces = Pieces {
+        table: table.clone(),
+        config: config.clone(),
+        projection,
+        projected,
+        batch_size,
+        tuning,
+    };
+    let first = pieces.open(&files, request.subtask)?;
+    match config.monitor_interval {
+        None => Ok(first),
+        Some(interval) => Ok(Box::new(monitor::Monitor::new(
+            pieces,
+            first,
+            &files,
+            request.subtask,
+            interval,
+        ))),
+    }
+}
+
+/// What a reader over some of a table's files is made of.
+#[derive(Debug, Clone)]
+struct Pieces {
+    table: TableDef,
+    config: Config,
+    projection: Vec<usize>,
+    projected: SchemaRef,
+    batch_size: usize,
+    tuning: Tuning,
+}
+
+impl Pieces {
+    /// A reader of `subtask`'s share of `files`.
+    fn open(
+        &self,
+        files: &[InputFile],
+        subtask: Subtask,
+    ) -> Result<Box<dyn SourceReader>, ConnectorError> {
+        let (table, config, tuning) = (&self.table, &self.config, self.tuning);
+        match config.format {
+            Format::Csv => {
+                let decoder = csv::CsvLines::new(
+                    table,
+                    &config.csv,
+                    &self.projection,
+                    self.projected.clone(),
+                    self.batch_size,
+                )?;
+                let ranges = mine(byte_ranges(files, tuning.split_size), subtask);
+                Ok(Box::new(lines::LineReader::new(
+                    &table.name,
+                    decoder,
+                    ranges,
+                    config.csv.header,
+                    config.ignore_parse_errors,
+                    tuning.block_size,
+                )))
+            }
+            Format::Json => {
+                let decoder = json::JsonLines::new(table, self.projected.clone(), self.batch_size)?;
+                let ranges = mine(byte_ranges(files, tuning.split_size), subtask);
+                Ok(Box::new(lines::LineReader::new(
+                    &table.name,
+                    decoder,
+                    ranges,
+                    false,
+                    config.ignore_parse_errors,
+                    tuning.block_size,
+                )))
+            }
+            Format::Parquet => parquet::open(
                 table,
-                &config.csv,
-                &projection,
-                projected.clone(),
-                batch_size,
-            )?;
-            let ranges = mine(byte_ranges(&files, tuning.split_size), request.subtask);
-            Ok(Box::new(lines::LineReader::new(
-                &table.name,
-                decoder,
-                ranges,
-                config.csv.header,
-                config.ignore_parse_errors,
-                tuning.block_size,
-            )))
+                files,
+                self.projected.clone(),
+                self.batch_size,
+                subtask,
+            ),
         }
-        Format::Json => {
-            let decoder = json::JsonLines::new(table, projected, batch_size)?;
-            let ranges = mine(byte_ranges(&files, tuning.split_size), request.subtask);
-            Ok(Box::new(lines::LineReader::new(
-                &table.name,
-                decoder,
-                ranges,
-                false,
-                config.ignore_parse_errors,
-                tuning.block_size,
-            )))
-        }
-        Format::Parquet => parquet::open(table, &files, projected, batch_size, request.subtask),
     }
 }
 
@@ -181,6 +233,9 @@ struct Config {
     /// `'sink.changelog-mode' = 'all'`: write an updating result as its changelog, an `op`
     /// column (+I, -U, +U, -D) first.
     changelog: bool,
+    /// `'source.monitor-interval'`: keep watching the directory for new files (an unbounded
+    /// source), looking this often.
+    monitor_interval: Option<std::time::Duration>,
 }
 
 /// Whether the table, as a sink, takes an updating result.
@@ -222,7 +277,7 @@ impl Config {
         for key in options.keys() {
             if let Some((prefix, _)) = key.split_once('.')
                 && prefix != format.name()
-                && prefix != "sink"
+                && !["sink", "source", "scan"].contains(&prefix)
             {
                 return Err(ConnectorError::option(
                     table,
@@ -272,12 +327,29 @@ impl Config {
                 ));
             }
         };
+        let monitor_interval = match options.get("source.monitor-interval") {
+            None => None,
+            Some(value) => Some(
+                crate::connector::duration(value)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        ConnectorError::option(
+                            table,
+                            format!(
+                                "option 'source.monitor-interval' must be a duration such as \
+                                 '1 s' or '200 ms', not '{value}'"
+                            ),
+                        )
+                    })?,
+            ),
+        };
         Ok(Config {
             path,
             format,
             csv,
             ignore_parse_errors,
             changelog,
+            monitor_interval,
         })
     }
 }

@@ -381,21 +381,7 @@ impl Config {
 
 /// A duration as Flink writes them: `5 s`, `200 ms`, `2 min`, `1 h`, or bare milliseconds.
 fn duration_nanos(value: &str) -> Option<u64> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let amount: u64 = value[..split].parse().ok()?;
-    let unit = match value[split..].trim() {
-        "ns" => 1,
-        "us" => 1_000,
-        "" | "ms" => 1_000_000,
-        "s" | "sec" | "second" | "seconds" => NANOS_PER_SECOND,
-        "min" | "minute" | "minutes" => 60 * NANOS_PER_SECOND,
-        "h" | "hour" | "hours" => 3_600 * NANOS_PER_SECOND,
-        _ => return None,
-    };
-    amount.checked_mul(unit)
+    crate::connector::duration(value).and_then(|d| u64::try_from(d.as_nanos()).ok())
 }
 
 /// An optional integer option; `what` describes the values that `ok` accepts, for the message.
