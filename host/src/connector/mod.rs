@@ -192,6 +192,16 @@ pub fn open_sink(
 }
 
 /// Rejects any option not in `known` (besides `connector`), naming the known ones.
+/// Whether reading `table` ends: a file source unless it watches its directory, a generator
+/// with `'events.num'`.
+pub fn is_bounded(table: &TableDef) -> bool {
+    match ConnectorKind::of(table) {
+        Ok(ConnectorKind::Filesystem) => !table.options.contains_key("source.monitor-interval"),
+        Ok(ConnectorKind::Nexmark) => table.options.contains_key("events.num"),
+        _ => true,
+    }
+}
+
 /// Refuses a sink that cannot take an updating result (a changelog), saying what to change.
 ///
 /// # Errors

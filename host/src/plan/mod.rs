@@ -5,6 +5,7 @@
 //! **Boundary:** pure: no I/O, no Wasm calls. Expressions stay DataFusion logical expressions
 //! over the input's schema; the runtime makes them physical.
 
+mod interval;
 mod top_n;
 pub mod translate;
 pub(crate) mod window;
@@ -106,6 +107,16 @@ pub struct SourceWatermark {
     pub idle_timeout_millis: Option<u64>,
 }
 
+/// An interval join's bounds: `left time - right time` lies in `[lower, upper]` (ms); the
+/// times are columns of each side's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntervalBounds {
+    pub left_time: usize,
+    pub right_time: usize,
+    pub lower_millis: i64,
+    pub upper_millis: i64,
+}
+
 /// What a window aggregation's GROUP BY item becomes in its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowGroup {
@@ -193,6 +204,10 @@ pub enum OperatorSpec {
         nulls_equal: bool,
         /// A further condition over the joined row.
         filter: Option<Expr>,
+        /// Streaming mode, a condition bounding the two sides' event times: an interval join,
+        /// whose rows leave state once the watermark passes the bounds (and a left join's
+        /// unmatched rows come out then, padded, so that its output only appends).
+        interval: Option<IntervalBounds>,
         left_schema: DFSchemaRef,
         right_schema: DFSchemaRef,
         output_schema: DFSchemaRef,
@@ -323,9 +338,10 @@ impl OperatorSpec {
                 left_keys,
                 right_keys,
                 filter,
+                interval,
                 ..
             } => format!(
-                "{} join on [{}]{}; keeps every row of both inputs in state",
+                "{} join on [{}]{}; {}",
                 if *semi {
                     "left semi"
                 } else if *left_join {
@@ -342,7 +358,15 @@ impl OperatorSpec {
                 filter
                     .as_ref()
                     .map(|f| format!(" filter {f}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                match interval {
+                    Some(b) => format!(
+                        "interval join: left time - right time in [{} ms, {} ms], state freed \
+                         by the watermark",
+                        b.lower_millis, b.upper_millis
+                    ),
+                    None => "keeps every row of both inputs in state".to_string(),
+                }
             ),
             OperatorSpec::TopN {
                 partition_by,

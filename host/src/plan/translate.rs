@@ -2,9 +2,11 @@
 
 use datafusion_common::DFSchemaRef;
 use datafusion_common::NullEquality;
+use datafusion_common::tree_node::TreeNode;
 use datafusion_expr::logical_plan::{FetchType, SkipType};
 use datafusion_expr::{Expr, JoinType, LogicalPlan};
 
+use super::interval;
 use super::top_n;
 use super::window::{self as window_plan, WindowLineage};
 use super::{
@@ -132,6 +134,20 @@ impl Builder<'_> {
         self.graph.nodes[id].changelog = self.changelog(input);
         self.connect(input, id);
         id
+    }
+
+    /// Whether `plan` reads a source that never ends.
+    fn unbounded(&self, plan: &LogicalPlan) -> bool {
+        let mut unbounded = false;
+        let _ = plan.apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Some(entry) = self.catalog.table(scan.table_name.table())
+            {
+                unbounded |= !connector::is_bounded(&entry.def);
+            }
+            Ok(datafusion_common::tree_node::TreeNodeRecursion::Continue)
+        });
+        unbounded
     }
 
     /// Refuses an updating input where `what` needs one that only appends.
@@ -407,6 +423,12 @@ impl Builder<'_> {
                 }
                 let (left_keys, right_keys): (Vec<Expr>, Vec<Expr>) =
                     join.on.iter().cloned().unzip();
+                let interval = if self.options.streaming {
+                    let unbounded = self.unbounded(&join.left) || self.unbounded(&join.right);
+                    interval::bounds(join, self.catalog, unbounded)?
+                } else {
+                    None
+                };
                 let left = self.add(&join.left)?;
                 self.append_only(left, "a join")?;
                 let right = self.add(&join.right)?;
@@ -419,6 +441,7 @@ impl Builder<'_> {
                         right_keys: right_keys.clone(),
                         nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
                         filter: join.filter.clone(),
+                        interval,
                         left_schema: join.left.schema().clone(),
                         right_schema: join.right.schema().clone(),
                         output_schema: join.schema.clone(),
@@ -426,8 +449,10 @@ impl Builder<'_> {
                     parallelism,
                     arrow_schema(&join.schema),
                 );
-                // A left join's padded rows are taken back when a match comes.
-                self.graph.nodes[id].changelog = left_join && self.options.streaming;
+                // A left join's padded rows are taken back when a match comes (an interval
+                // join's come out only when no match can come any more).
+                self.graph.nodes[id].changelog =
+                    left_join && self.options.streaming && interval.is_none();
                 self.edge(left, id, Partitioning::Hash(left_keys));
                 self.edge(right, id, Partitioning::Hash(right_keys));
                 Ok(id)

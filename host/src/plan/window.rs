@@ -231,6 +231,19 @@ fn origin(plan: &LogicalPlan, index: usize) -> Option<Origin> {
     }
 }
 
+/// Whether column `index` of `plan` is a time attribute: a table column its table declares a
+/// watermark on, or a window's `window_time`.
+pub(crate) fn is_time_attribute(catalog: &Catalog, plan: &LogicalPlan, index: usize) -> bool {
+    match origin(plan, index) {
+        Some(Origin::WindowTime) => true,
+        Some(Origin::Table { table, column }) => catalog
+            .table(&table)
+            .and_then(|t| t.watermark.as_ref())
+            .is_some_and(|w| w.column == column),
+        None => false,
+    }
+}
+
 /// In streaming mode a window needs event time: its time column must be a column on which its
 /// table declares a watermark (or an earlier window's `window_time`).
 ///

@@ -8,6 +8,7 @@
 //! and retracted with `-D` when its first match arrives). Rows whose key has a null never match
 //! (unless the join says nulls are equal).
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array, new_null_array};
@@ -22,7 +23,8 @@ use datafusion_physical_expr::PhysicalExpr;
 use super::aggregate::GroupKeys;
 use super::changelog::{RowKind, row_kind_column, row_kinds, with_row_kinds};
 use super::operators::{Operator, evaluate, make_batch, physical};
-use crate::state::{KeyedStateBackend, MemoryStateBackend, StateName};
+use crate::plan::IntervalBounds;
+use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 
 /// Per join key: the left rows (each with its match count).
 const LEFT_ROWS: StateName = 0;
@@ -37,6 +39,7 @@ pub(crate) struct JoinSpec<'a> {
     pub right_keys: &'a [Expr],
     pub nulls_equal: bool,
     pub filter: Option<&'a Expr>,
+    pub interval: Option<IntervalBounds>,
     pub left_schema: &'a DFSchemaRef,
     pub right_schema: &'a DFSchemaRef,
     pub output_schema: &'a DFSchemaRef,
@@ -93,13 +96,14 @@ impl Side {
 }
 
 /// A stored row: how many rows of the other side it matched (left rows of a left join only),
-/// and its bytes.
-type Kept = (u32, Vec<u8>);
+/// its bytes, and (interval joins) when it leaves state, in event time (ms).
+type Kept = (u32, Vec<u8>, i64);
 
 fn encode(rows: &[Kept]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(rows.iter().map(|(_, r)| 8 + r.len()).sum());
-    for (matches, row) in rows {
+    let mut bytes = Vec::with_capacity(rows.iter().map(|(_, r, _)| 16 + r.len()).sum());
+    for (matches, row, expiry) in rows {
         bytes.extend_from_slice(&matches.to_le_bytes());
+        bytes.extend_from_slice(&expiry.to_le_bytes());
         bytes.extend_from_slice(&(row.len() as u32).to_le_bytes());
         bytes.extend_from_slice(row);
     }
@@ -111,11 +115,16 @@ fn decode(mut bytes: &[u8]) -> Result<Vec<Kept>, String> {
     let mut rows = Vec::new();
     while !bytes.is_empty() {
         let (matches, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let (expiry, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
         let (length, rest) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
         let (row, rest) = rest
             .split_at_checked(u32::from_le_bytes(*length) as usize)
             .ok_or_else(corrupt)?;
-        rows.push((u32::from_le_bytes(*matches), row.to_vec()));
+        rows.push((
+            u32::from_le_bytes(*matches),
+            row.to_vec(),
+            i64::from_le_bytes(*expiry),
+        ));
         bytes = rest;
     }
     Ok(rows)
@@ -135,6 +144,10 @@ pub(crate) struct Join {
     /// Both sides' columns: what the filter reads.
     joined_schema: SchemaRef,
     emit_changes: bool,
+    interval: Option<IntervalBounds>,
+    /// Interval joins: when rows leave state (event time, ms), and the (side, key) lists that
+    /// hold them. They move into the state backend with checkpoints.
+    expiring: BTreeMap<i64, HashSet<(u8, StateKey)>>,
 }
 
 /// Joined rows on their way out: which left row (of the batch or of state) and which right row.
@@ -178,7 +191,107 @@ impl Join {
             },
             schema,
             emit_changes,
+            interval: spec.interval,
+            expiring: BTreeMap::new(),
         })
+    }
+
+    /// When each row of `batch` (of `side`: 0 left, 1 right) leaves an interval join's state:
+    /// a left row once no right row on time can match it (`t_l - lower`), a right row once no
+    /// left row can (`t_r + upper`). `i64::MAX` (never) outside interval joins.
+    fn expiries(&self, batch: &RecordBatch, side: u8) -> Result<Vec<i64>, String> {
+        let Some(bounds) = self.interval else {
+            return Ok(vec![i64::MAX; batch.num_rows()]);
+        };
+        let (column, shift) = if side == 0 {
+            (bounds.left_time, -bounds.lower_millis)
+        } else {
+            (bounds.right_time, bounds.upper_millis)
+        };
+        let times = batch
+            .columns()
+            .get(column)
+            .ok_or("the join's time column is missing")?;
+        let name = batch.schema().field(column).name().clone();
+        Ok(super::window::millis(times, &name)?
+            .into_iter()
+            .map(|t| t.saturating_add(shift))
+            .collect())
+    }
+
+    fn register(&mut self, side: u8, keys: &[StateKey], row_groups: &[usize], expiries: &[i64]) {
+        if self.interval.is_none() {
+            return;
+        }
+        for (row, &group) in row_groups.iter().enumerate() {
+            self.expiring
+                .entry(expiries[row])
+                .or_default()
+                .insert((side, keys[group].clone()));
+        }
+    }
+
+    /// Interval joins: drops the rows no future row can match; a left join's unmatched left
+    /// rows among them come out padded.
+    fn expire(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let due: Vec<i64> = self
+            .expiring
+            .range(..=watermark)
+            .map(|(expiry, _)| *expiry)
+            .collect();
+        let mut lists: HashSet<(u8, StateKey)> = HashSet::new();
+        for expiry in due {
+            if let Some(keys) = self.expiring.remove(&expiry) {
+                lists.extend(keys);
+            }
+        }
+        let mut unmatched = Vec::new();
+        for side in [0u8, 1] {
+            let state = if side == 0 { LEFT_ROWS } else { RIGHT_ROWS };
+            let keys: Vec<StateKey> = lists
+                .iter()
+                .filter(|(s, _)| *s == side)
+                .map(|(_, key)| key.clone())
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let stored = self
+                .backend
+                .get_many(state, &keys)
+                .map_err(|e| e.to_string())?;
+            let mut kept = Vec::new();
+            let mut emptied = Vec::new();
+            for (key, list) in keys.into_iter().zip(stored) {
+                let Some(list) = list else { continue };
+                let (gone, stay): (Vec<Kept>, Vec<Kept>) = decode(&list)?
+                    .into_iter()
+                    .partition(|(_, _, expiry)| *expiry <= watermark);
+                if side == 0 && self.left_join {
+                    unmatched.extend(
+                        gone.into_iter()
+                            .filter(|(matches, _, _)| *matches == 0)
+                            .map(|(_, row, _)| row),
+                    );
+                }
+                if stay.is_empty() {
+                    emptied.push(key);
+                } else {
+                    kept.push((key, encode(&stay)));
+                }
+            }
+            self.backend
+                .delete_many(state, &emptied)
+                .map_err(|e| e.to_string())?;
+            self.backend
+                .put_many(state, kept)
+                .map_err(|e| e.to_string())?;
+        }
+        for chunk in unmatched.chunks(super::BATCH_SIZE) {
+            let rows = self.left.decode(chunk.iter().map(Vec::as_slice))?;
+            out.push(self.padded(rows, chunk.len())?);
+        }
+        Ok(())
     }
 
     /// A semi join's output: the left rows at `indices` of `columns`.
@@ -260,7 +373,7 @@ impl Join {
             if !self.check_key(&nulls, row) {
                 continue;
             }
-            for (_, right) in &right_lists[group] {
+            for (_, right, _) in &right_lists[group] {
                 left_rows.push(row as u32);
                 right_rows.push(right);
             }
@@ -285,7 +398,7 @@ impl Join {
                 out.push(self.with_kind(joined, RowKind::Insert)?);
             }
         }
-        if self.left_join && self.emit_changes {
+        if self.left_join && self.emit_changes && self.interval.is_none() {
             let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
                 .filter(|&r| matches[r as usize] == 0)
                 .collect();
@@ -310,9 +423,15 @@ impl Join {
             .iter()
             .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
             .collect::<Result<_, _>>()?;
+        let expiries = self.expiries(&batch, 0)?;
         for (row, &group) in touched.row_groups.iter().enumerate() {
-            lists[group].push((matches[row], encoded.row(row).as_ref().to_vec()));
+            lists[group].push((
+                matches[row],
+                encoded.row(row).as_ref().to_vec(),
+                expiries[row],
+            ));
         }
+        self.register(0, &touched.keys, &touched.row_groups, &expiries);
         let entries = touched
             .keys
             .into_iter()
@@ -416,9 +535,11 @@ impl Join {
             .iter()
             .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
             .collect::<Result<_, _>>()?;
+        let expiries = self.expiries(&batch, 1)?;
         for (row, &group) in touched.row_groups.iter().enumerate() {
-            lists[group].push((0, encoded.row(row).as_ref().to_vec()));
+            lists[group].push((0, encoded.row(row).as_ref().to_vec(), expiries[row]));
         }
+        self.register(1, &touched.keys, &touched.row_groups, &expiries);
         let entries = touched
             .keys
             .into_iter()
@@ -467,7 +588,18 @@ impl Operator for Join {
         }
     }
 
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if self.interval.is_some() {
+            self.expire(watermark, out)?;
+        }
+        Ok(())
+    }
+
     fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if self.interval.is_some() {
+            // The end of time has expired every row already.
+            return Ok(());
+        }
         if !self.left_join || self.emit_changes {
             return Ok(());
         }
@@ -479,8 +611,8 @@ impl Operator for Join {
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
-            .filter(|(matches, _)| *matches == 0)
-            .map(|(_, row)| row)
+            .filter(|(matches, _, _)| *matches == 0)
+            .map(|(_, row, _)| row)
             .collect();
         for chunk in unmatched.chunks(super::BATCH_SIZE) {
             let rows = self.left.decode(chunk.iter().map(Vec::as_slice))?;
@@ -496,7 +628,7 @@ mod tests {
 
     #[test]
     fn kept_rows_survive_encoding() {
-        let rows = vec![(0, vec![1, 2, 3]), (7, Vec::new())];
+        let rows = vec![(0, vec![1, 2, 3], -5), (7, Vec::new(), i64::MAX)];
         assert_eq!(decode(&encode(&rows)).expect("decodes"), rows);
         assert!(decode(&[1, 0, 0, 0, 9, 0, 0, 0]).is_err());
     }

@@ -33,6 +33,13 @@ const QUERIES: &[&str] = &[
     "SELECT seller, COUNT(*), SUM(price), weighted_avg(price, auction) FROM ( \
        SELECT b.auction, b.price, COALESCE(a.seller, -1) AS seller FROM bid b LEFT JOIN auction a \
        ON b.auction = a.id AND b.price > a.seller * 40) GROUP BY seller",
+    // Interval joins (state freed by the watermark): inner, and left, whose unmatched rows
+    // come out once no match can come.
+    "SELECT a.auction, a.price, b.price, b.bidder FROM bid a JOIN bid b ON a.auction = b.auction \
+     AND a.dateTime BETWEEN b.dateTime - INTERVAL '100' MILLISECOND \
+     AND b.dateTime + INTERVAL '50' MILLISECOND",
+    "SELECT a.bidder, a.price, b.price FROM bid a LEFT JOIN bid b ON a.bidder = b.bidder \
+     AND b.dateTime > a.dateTime AND b.dateTime <= a.dateTime + INTERVAL '300' MILLISECOND",
     // Regular joins with a small table: inner (append-only, so a GROUP BY may follow) and left
     // (auctions 10 to 12 have no row there: padded rows, retracted in streaming mode if a
     // match came later, which it never does here; a join condition beyond the keys).
