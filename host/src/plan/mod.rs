@@ -208,6 +208,9 @@ pub enum OperatorSpec {
         /// whose rows leave state once the watermark passes the bounds (and a left join's
         /// unmatched rows come out then, padded, so that its output only appends).
         interval: Option<IntervalBounds>,
+        /// Streaming mode, a join on both sides' `window_end` (Flink's window join): the
+        /// columns (left, right); rows leave state once the watermark passes their window.
+        window_ends: Option<(usize, usize)>,
         left_schema: DFSchemaRef,
         right_schema: DFSchemaRef,
         output_schema: DFSchemaRef,
@@ -339,6 +342,7 @@ impl OperatorSpec {
                 right_keys,
                 filter,
                 interval,
+                window_ends,
                 ..
             } => format!(
                 "{} join on [{}]{}; {}",
@@ -359,13 +363,16 @@ impl OperatorSpec {
                     .as_ref()
                     .map(|f| format!(" filter {f}"))
                     .unwrap_or_default(),
-                match interval {
-                    Some(b) => format!(
+                match (interval, window_ends) {
+                    (Some(b), _) => format!(
                         "interval join: left time - right time in [{} ms, {} ms], state freed \
                          by the watermark",
                         b.lower_millis, b.upper_millis
                     ),
-                    None => "keeps every row of both inputs in state".to_string(),
+                    (None, Some(_)) => {
+                        "window join: state freed as the watermark passes window_end".to_string()
+                    }
+                    (None, None) => "keeps every row of both inputs in state".to_string(),
                 }
             ),
             OperatorSpec::TopN {

@@ -429,6 +429,11 @@ impl Builder<'_> {
                 } else {
                     None
                 };
+                let window_ends = if self.options.streaming && interval.is_none() {
+                    window_plan::joined_window_ends(join)
+                } else {
+                    None
+                };
                 let left = self.add(&join.left)?;
                 self.append_only(left, "a join")?;
                 let right = self.add(&join.right)?;
@@ -442,6 +447,7 @@ impl Builder<'_> {
                         nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
                         filter: join.filter.clone(),
                         interval,
+                        window_ends,
                         left_schema: join.left.schema().clone(),
                         right_schema: join.right.schema().clone(),
                         output_schema: join.schema.clone(),
@@ -451,8 +457,10 @@ impl Builder<'_> {
                 );
                 // A left join's padded rows are taken back when a match comes (an interval
                 // join's come out only when no match can come any more).
-                self.graph.nodes[id].changelog =
-                    left_join && self.options.streaming && interval.is_none();
+                self.graph.nodes[id].changelog = left_join
+                    && self.options.streaming
+                    && interval.is_none()
+                    && window_ends.is_none();
                 self.edge(left, id, Partitioning::Hash(left_keys));
                 self.edge(right, id, Partitioning::Hash(right_keys));
                 Ok(id)

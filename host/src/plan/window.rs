@@ -231,6 +231,27 @@ fn origin(plan: &LogicalPlan, index: usize) -> Option<Origin> {
     }
 }
 
+/// A join on both sides' `window_end` (a window join): those columns (left, right), as
+/// indexes into each side's schema.
+pub(crate) fn joined_window_ends(
+    join: &datafusion_expr::logical_plan::Join,
+) -> Option<(usize, usize)> {
+    let left = lineage(&join.left)?;
+    let right = lineage(&join.right)?;
+    join.on.iter().find_map(|(l, r)| {
+        let (Expr::Column(l), Expr::Column(r)) = (l, r) else {
+            return None;
+        };
+        let (li, WindowRole::End) = left.role(join.left.schema(), l)? else {
+            return None;
+        };
+        let (ri, WindowRole::End) = right.role(join.right.schema(), r)? else {
+            return None;
+        };
+        Some((li, ri))
+    })
+}
+
 /// Whether column `index` of `plan` is a time attribute: a table column its table declares a
 /// watermark on, or a window's `window_time`.
 pub(crate) fn is_time_attribute(catalog: &Catalog, plan: &LogicalPlan, index: usize) -> bool {

@@ -124,10 +124,25 @@ impl GroupKeys {
             create_hashes(&columns, &RandomState::with_seed(0), &mut hashes)
                 .map_err(|e| format!("cannot hash a key: {e}"))?;
         }
-        let mut index_of: HashMap<(&[u8], &[u8]), usize, FixedState> =
-            HashMap::with_capacity_and_hasher(rows.min(1024), FixedState::default());
         let mut keys = Vec::new();
         let mut row_groups = Vec::with_capacity(rows);
+        if let (Some(encoded), None) = (&encoded, namespaces) {
+            // Keys alone (the common case): hash the key bytes only.
+            let mut index_of: HashMap<&[u8], usize, FixedState> =
+                HashMap::with_capacity_and_hasher(rows.min(1024), FixedState::default());
+            for (row, hash) in encoded.iter().zip(&hashes) {
+                let bytes = row.data();
+                let index = *index_of.entry(bytes).or_insert_with(|| {
+                    let key_group = (*hash % self.max_parallelism as u64) as u16;
+                    keys.push(state_key(key_group, bytes, Vec::new()));
+                    keys.len() - 1
+                });
+                row_groups.push(index);
+            }
+            return Ok(Touched { keys, row_groups });
+        }
+        let mut index_of: HashMap<(&[u8], &[u8]), usize, FixedState> =
+            HashMap::with_capacity_and_hasher(rows.min(1024), FixedState::default());
         for (row, hash) in hashes.iter().enumerate() {
             let bytes = encoded.as_ref().map_or(&[][..], |e| e.row(row).data());
             let index = *index_of.entry((bytes, namespace(row))).or_insert_with(|| {

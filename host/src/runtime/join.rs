@@ -40,6 +40,7 @@ pub(crate) struct JoinSpec<'a> {
     pub nulls_equal: bool,
     pub filter: Option<&'a Expr>,
     pub interval: Option<IntervalBounds>,
+    pub window_ends: Option<(usize, usize)>,
     pub left_schema: &'a DFSchemaRef,
     pub right_schema: &'a DFSchemaRef,
     pub output_schema: &'a DFSchemaRef,
@@ -144,8 +145,10 @@ pub(crate) struct Join {
     /// Both sides' columns: what the filter reads.
     joined_schema: SchemaRef,
     emit_changes: bool,
-    interval: Option<IntervalBounds>,
-    /// Interval joins: when rows leave state (event time, ms), and the (side, key) lists that
+    /// Interval and window joins: per side, the time column a row's expiry comes from and
+    /// the shift to add (left, right).
+    expiry: Option<[(usize, i64); 2]>,
+    /// Interval and window joins: when rows leave state (event time, ms), and the (side, key) lists that
     /// hold them. They move into the state backend with checkpoints.
     expiring: BTreeMap<i64, HashSet<(u8, StateKey)>>,
 }
@@ -191,23 +194,28 @@ impl Join {
             },
             schema,
             emit_changes,
-            interval: spec.interval,
+            expiry: match (spec.interval, spec.window_ends) {
+                // A left row once no on-time right row can match it (`t_l - lower`), a right
+                // row once no left row can (`t_r + upper`).
+                (Some(b), _) => Some([
+                    (b.left_time, -b.lower_millis),
+                    (b.right_time, b.upper_millis),
+                ]),
+                // A row once its window has fired.
+                (None, Some((left, right))) => Some([(left, -1), (right, -1)]),
+                (None, None) => None,
+            },
             expiring: BTreeMap::new(),
         })
     }
 
-    /// When each row of `batch` (of `side`: 0 left, 1 right) leaves an interval join's state:
-    /// a left row once no right row on time can match it (`t_l - lower`), a right row once no
-    /// left row can (`t_r + upper`). `i64::MAX` (never) outside interval joins.
+    /// When each row of `batch` (of `side`: 0 left, 1 right) leaves an interval or window
+    /// join's state; `i64::MAX` (never) for other joins.
     fn expiries(&self, batch: &RecordBatch, side: u8) -> Result<Vec<i64>, String> {
-        let Some(bounds) = self.interval else {
+        let Some(expiry) = self.expiry else {
             return Ok(vec![i64::MAX; batch.num_rows()]);
         };
-        let (column, shift) = if side == 0 {
-            (bounds.left_time, -bounds.lower_millis)
-        } else {
-            (bounds.right_time, bounds.upper_millis)
-        };
+        let (column, shift) = expiry[usize::from(side)];
         let times = batch
             .columns()
             .get(column)
@@ -220,7 +228,7 @@ impl Join {
     }
 
     fn register(&mut self, side: u8, keys: &[StateKey], row_groups: &[usize], expiries: &[i64]) {
-        if self.interval.is_none() {
+        if self.expiry.is_none() {
             return;
         }
         for (row, &group) in row_groups.iter().enumerate() {
@@ -398,7 +406,7 @@ impl Join {
                 out.push(self.with_kind(joined, RowKind::Insert)?);
             }
         }
-        if self.left_join && self.emit_changes && self.interval.is_none() {
+        if self.left_join && self.emit_changes && self.expiry.is_none() {
             let unmatched: Vec<u32> = (0..batch.num_rows() as u32)
                 .filter(|&r| matches[r as usize] == 0)
                 .collect();
@@ -589,14 +597,14 @@ impl Operator for Join {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if self.interval.is_some() {
+        if self.expiry.is_some() {
             self.expire(watermark, out)?;
         }
         Ok(())
     }
 
     fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if self.interval.is_some() {
+        if self.expiry.is_some() {
             // The end of time has expired every row already.
             return Ok(());
         }
