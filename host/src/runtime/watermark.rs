@@ -154,12 +154,18 @@ impl InputWatermarks {
         if spoken < self.inputs {
             return None;
         }
-        let combined = self
+        let active = self
             .latest
             .iter()
             .filter(|(sender, _)| !self.idle.contains(sender))
             .map(|(_, watermark)| *watermark)
-            .min()?;
+            .min();
+        // With every input idle, time has reached the furthest any of them got (as in Flink:
+        // nothing that is still coming holds it back).
+        let combined = match active {
+            Some(active) => active,
+            None => self.latest.values().copied().max()?,
+        };
         (combined > self.current).then(|| {
             self.current = combined;
             combined
@@ -225,8 +231,18 @@ mod tests {
         assert_eq!(inputs.update(1, 250), None, "input 0 still at 200");
         assert_eq!(inputs.update(0, 300), Some(250));
         assert_eq!(inputs.idle(0), None, "nothing new to pass");
-        assert_eq!(inputs.idle(1), None);
+        assert_eq!(
+            inputs.idle(1),
+            Some(300),
+            "all idle: the furthest any input got"
+        );
         assert!(inputs.all_idle());
+
+        // The order of going idle does not matter.
+        let mut inputs = InputWatermarks::new(2);
+        assert_eq!(inputs.update(0, 100), None);
+        assert_eq!(inputs.idle(0), None, "input 1 has not spoken");
+        assert_eq!(inputs.idle(1), Some(100));
     }
 
     #[test]
