@@ -4,6 +4,7 @@
 
 use datafusion_common::ScalarValue;
 use datafusion_expr::logical_plan::Join;
+use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{Between, BinaryExpr, Expr, Operator};
 
 use super::IntervalBounds;
@@ -52,21 +53,6 @@ fn shifted(expr: &Expr, join: &Join) -> Option<Shifted> {
             })
         }
         _ => None,
-    }
-}
-
-fn conjuncts(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut all = conjuncts(left);
-            all.extend(conjuncts(right));
-            all
-        }
-        other => vec![other],
     }
 }
 
@@ -127,7 +113,7 @@ pub(crate) fn bounds(
     };
     let left_width = join.left.schema().fields().len();
     let mut found = Found::default();
-    for conjunct in conjuncts(filter) {
+    for conjunct in split_conjunction(filter) {
         match conjunct {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 if let (Some(a), Some(b)) = (shifted(left, join), shifted(right, join)) {

@@ -3,6 +3,7 @@
 
 use datafusion_common::ScalarValue;
 use datafusion_expr::logical_plan::{Filter, Window};
+use datafusion_expr::utils::split_conjunction;
 use datafusion_expr::{
     BinaryExpr, Expr, LogicalPlan, Operator, SortExpr, WindowFunctionDefinition,
 };
@@ -12,7 +13,7 @@ use super::translate::PlanError;
 /// The `ROW_NUMBER()` window node (by address) whose number `filter` bounds, and the bound: the
 /// most rows per key that pass.
 pub(crate) fn limit_below(filter: &Filter) -> Option<(usize, usize)> {
-    conjuncts(&filter.predicate)
+    split_conjunction(&filter.predicate)
         .into_iter()
         .find_map(|conjunct| {
             let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else {
@@ -41,21 +42,6 @@ pub(crate) fn limit_below(filter: &Filter) -> Option<(usize, usize)> {
             let window = row_number_window(&filter.input, index)?;
             Some((std::ptr::from_ref(window) as usize, limit))
         })
-}
-
-fn conjuncts(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut all = conjuncts(left);
-            all.extend(conjuncts(right));
-            all
-        }
-        other => vec![other],
-    }
 }
 
 /// The window node whose only function, `ROW_NUMBER()`, is column `index` of `plan`.

@@ -12,8 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use foldhash::fast::FixedState;
@@ -22,9 +20,9 @@ use super::accumulators::Accumulators;
 use super::aggregate::GroupKeys;
 use super::operators::Operator;
 use super::watermark::END_OF_TIME;
-use super::window::millis;
 use super::window_aggregate::{
-    GroupKey, Span, WindowAggregateSpec, complete, group_key, namespace, state_key, window_rows,
+    GroupKey, OnTime, Span, WindowAggregateSpec, complete, group_key, namespace, on_time,
+    state_key, window_rows,
 };
 use crate::plan::WindowGroup;
 use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
@@ -238,33 +236,14 @@ impl Operator for SessionAggregate {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let column = |index: usize| {
-            batch
-                .columns()
-                .get(index)
-                .ok_or_else(|| "a window column is missing".to_string())
-        };
-        let starts = millis(column(self.start_column)?, "window_start")?;
-        let ends = millis(column(self.end_column)?, "window_end")?;
-        let on_time: Vec<bool> = ends
-            .iter()
-            .map(|&end| !complete(end, self.watermark))
-            .collect();
-        let late = on_time.iter().filter(|&&keep| !keep).count();
-        let (batch, spans): (RecordBatch, Vec<Span>) = if late == 0 {
-            (batch, starts.into_iter().zip(ends).collect())
-        } else {
-            self.late_rows += late as u64;
-            let mask = BooleanArray::from(on_time.clone());
-            let batch = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
-            let spans = starts
-                .into_iter()
-                .zip(ends)
-                .zip(&on_time)
-                .filter_map(|(span, &keep)| keep.then_some(span))
-                .collect();
-            (batch, spans)
-        };
+        let OnTime {
+            batch,
+            starts,
+            ends,
+            late,
+        } = on_time(batch, (self.start_column, self.end_column), self.watermark)?;
+        self.late_rows += late;
+        let spans: Vec<Span> = starts.into_iter().zip(ends).collect();
         if batch.num_rows() == 0 {
             return Ok(());
         }

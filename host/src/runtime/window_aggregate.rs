@@ -279,6 +279,56 @@ pub(crate) fn window_rows(
     output_batch(schema, columns, rows)
 }
 
+/// A batch's rows whose window (or slice) is not complete at the watermark, with their windows;
+/// the others are late.
+pub(crate) struct OnTime {
+    pub batch: RecordBatch,
+    pub starts: Vec<i64>,
+    pub ends: Vec<i64>,
+    pub late: u64,
+}
+
+/// Splits off the late rows of `batch`, whose window columns are `(start, end)`.
+pub(crate) fn on_time(
+    batch: RecordBatch,
+    (start, end): (usize, usize),
+    watermark: i64,
+) -> Result<OnTime, String> {
+    let column = |index: usize| {
+        batch
+            .columns()
+            .get(index)
+            .ok_or_else(|| "a window column is missing".to_string())
+    };
+    let starts = millis(column(start)?, "window_start")?;
+    let ends = millis(column(end)?, "window_end")?;
+    let keep: Vec<bool> = ends.iter().map(|&e| !complete(e, watermark)).collect();
+    let late = keep.iter().filter(|&&k| !k).count();
+    if late == 0 {
+        return Ok(OnTime {
+            batch,
+            starts,
+            ends,
+            late: 0,
+        });
+    }
+    let only_kept = |values: Vec<i64>| {
+        values
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(v, &k)| k.then_some(v))
+            .collect::<Vec<_>>()
+    };
+    let batch = filter_record_batch(&batch, &BooleanArray::from(keep.clone()))
+        .map_err(|e| e.to_string())?;
+    Ok(OnTime {
+        batch,
+        starts: only_kept(starts),
+        ends: only_kept(ends),
+        late: late as u64,
+    })
+}
+
 impl Operator for WindowAggregate {
     fn name(&self) -> &'static str {
         "WindowAggregate"
@@ -288,35 +338,14 @@ impl Operator for WindowAggregate {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let column = |index: usize| {
-            batch
-                .columns()
-                .get(index)
-                .ok_or_else(|| "a window column is missing".to_string())
-        };
-        let starts = millis(column(self.start_column)?, "window_start")?;
-        let ends = millis(column(self.end_column)?, "window_end")?;
         // A slice whose first window has fired is late.
-        let on_time: Vec<bool> = ends
-            .iter()
-            .map(|&end| !complete(end, self.watermark))
-            .collect();
-        let late = on_time.iter().filter(|&&keep| !keep).count();
-        let (batch, starts, ends) = if late == 0 {
-            (batch, starts, ends)
-        } else {
-            self.late_rows += late as u64;
-            let mask = BooleanArray::from(on_time.clone());
-            let keep = |values: Vec<i64>| {
-                values
-                    .into_iter()
-                    .zip(&on_time)
-                    .filter_map(|(v, &keep)| keep.then_some(v))
-                    .collect::<Vec<_>>()
-            };
-            let batch = filter_record_batch(&batch, &mask).map_err(|e| e.to_string())?;
-            (batch, keep(starts), keep(ends))
-        };
+        let OnTime {
+            batch,
+            starts,
+            ends,
+            late,
+        } = on_time(batch, (self.start_column, self.end_column), self.watermark)?;
+        self.late_rows += late;
         if batch.num_rows() == 0 {
             return Ok(());
         }
