@@ -29,6 +29,8 @@ pub struct TableDef {
     /// Every declared column, in declared order.
     pub schema: SchemaRef,
     pub options: Options,
+    /// `PRIMARY KEY (...) NOT ENFORCED`: what an upsert sink keys its changes by.
+    pub primary_key: Vec<String>,
 }
 
 /// Which part of a source one subtask reads: subtask `index` of `count`.
@@ -219,7 +221,8 @@ pub fn check_accepts_changelog(table: &TableDef) -> Result<(), ConnectorError> {
         table,
         "this query's result updates (a GROUP BY without a window, in streaming mode), and \
          the table takes appended rows only: write the changelog with 'sink.changelog-mode' = \
-         'all' (an op column of +I, -U, +U, -D first), group by a window, or run in batch mode",
+         'all' (an op column of +I, -U, +U, -D first) or 'upsert' (with a PRIMARY KEY), group \
+         by a window, or run in batch mode",
     ))
 }
 

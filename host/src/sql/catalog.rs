@@ -107,6 +107,7 @@ impl Catalog {
                     name: create.name.clone(),
                     schema: Arc::new(Schema::new(fields)),
                     options,
+                    primary_key: create.primary_key.clone(),
                 },
                 watermark: create.watermark.clone(),
                 watermark_delay_millis,

@@ -29,6 +29,15 @@ CREATE TABLE written (op STRING, auction BIGINT, bids BIGINT) WITH (
   'connector' = 'filesystem', 'path' = '${OUT}/changes', 'format' = 'csv');
 SELECT * FROM written;
 
+-- Or, with a primary key, as an upsert log: each row inserts or replaces its key's row (no -U).
+CREATE TABLE upserts (auction BIGINT, bids BIGINT, PRIMARY KEY (auction) NOT ENFORCED) WITH (
+  'connector' = 'filesystem', 'path' = '${OUT}/upserts', 'format' = 'csv',
+  'sink.changelog-mode' = 'upsert');
+INSERT INTO upserts SELECT auction, COUNT(*) FROM bid WHERE auction = 1003 GROUP BY auction;
+CREATE TABLE upserted (op STRING, auction BIGINT, bids BIGINT) WITH (
+  'connector' = 'filesystem', 'path' = '${OUT}/upserts', 'format' = 'csv');
+SELECT * FROM upserted;
+
 -- Otherwise it refuses an updating result.
 CREATE TABLE totals (auction BIGINT, bids BIGINT) WITH (
   'connector' = 'filesystem', 'path' = '${OUT}/totals', 'format' = 'csv');

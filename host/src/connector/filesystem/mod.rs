@@ -230,9 +230,11 @@ struct Config {
     csv: CsvOptions,
     /// `'<format>.ignore-parse-errors'`: skip and count bad rows instead of failing.
     ignore_parse_errors: bool,
-    /// `'sink.changelog-mode' = 'all'`: write an updating result as its changelog, an `op`
-    /// column (+I, -U, +U, -D) first.
+    /// `'sink.changelog-mode'`: `'all'` writes an updating result as its changelog, an `op`
+    /// column (+I, -U, +U, -D) first; `'upsert'` (with a primary key) leaves out the `-U` rows:
+    /// each row inserts or replaces the row of its key, `-D` deletes it.
     changelog: bool,
+    upsert: bool,
     /// `'source.monitor-interval'`: keep watching the directory for new files (an unbounded
     /// source), looking this often.
     monitor_interval: Option<std::time::Duration>,
@@ -315,14 +317,23 @@ impl Config {
             }
             csv.null_literal = Some(value.clone());
         }
-        let changelog = match options.get("sink.changelog-mode").map(String::as_str) {
-            None | Some("insert-only") => false,
-            Some("all") => true,
+        let (changelog, upsert) = match options.get("sink.changelog-mode").map(String::as_str) {
+            None | Some("insert-only") => (false, false),
+            Some("all") => (true, false),
+            Some("upsert") if table.primary_key.is_empty() => {
+                return Err(ConnectorError::option(
+                    table,
+                    "'sink.changelog-mode' = 'upsert' keys each change by the table's primary \
+                     key: declare PRIMARY KEY (...) NOT ENFORCED",
+                ));
+            }
+            Some("upsert") => (true, true),
             Some(other) => {
                 return Err(ConnectorError::option(
                     table,
                     format!(
-                        "option 'sink.changelog-mode' is 'insert-only' or 'all', not '{other}'"
+                        "option 'sink.changelog-mode' is 'insert-only', 'all' or 'upsert', not \
+                         '{other}'"
                     ),
                 ));
             }
@@ -349,6 +360,7 @@ impl Config {
             csv,
             ignore_parse_errors,
             changelog,
+            upsert,
             monitor_interval,
         })
     }

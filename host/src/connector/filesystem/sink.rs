@@ -192,6 +192,22 @@ impl SinkWriter for FileSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // An upsert log leaves out the rows before an update: the row after replaces it.
+        let upserts;
+        let batch = if self.config.upsert {
+            let ops = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| self.other("an upsert batch has no op column".into()))?;
+            let keep: arrow::array::BooleanArray =
+                ops.iter().map(|op| Some(op != Some("-U"))).collect();
+            upserts = arrow::compute::filter_record_batch(batch, &keep)
+                .map_err(|e| self.other(e.to_string()))?;
+            &upserts
+        } else {
+            batch
+        };
         // Written with the declared names (the csv header, the json keys), whatever the job's.
         let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
             .map_err(|e| self.other(format!("a batch does not fit the table's columns: {e}")))?;

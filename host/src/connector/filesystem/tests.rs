@@ -44,6 +44,7 @@ fn table(path: &Path, format: &str, extra: &[(&str, &str)]) -> TableDef {
         name: "t".into(),
         schema: schema(),
         options,
+        primary_key: Vec::new(),
     }
 }
 
@@ -212,6 +213,21 @@ fn unknown_options_and_bad_values_are_named() {
     let mut no_path = table(path, "csv", &[]);
     no_path.options.remove("path");
     assert_eq!(expect_option_error(&no_path), "missing option 'path'");
+    let message = expect_option_error(&table(path, "csv", &[("sink.changelog-mode", "upsert")]));
+    assert!(message.contains("PRIMARY KEY"), "{message}");
+    let message = expect_option_error(&table(path, "csv", &[("sink.changelog-mode", "some")]));
+    assert!(
+        message.contains("'insert-only', 'all' or 'upsert'"),
+        "{message}"
+    );
+    for interval in ["0 s", "soon"] {
+        let message = expect_option_error(&table(
+            path,
+            "csv",
+            &[("source.monitor-interval", interval)],
+        ));
+        assert!(message.contains("'source.monitor-interval'"), "{message}");
+    }
 }
 
 #[test]

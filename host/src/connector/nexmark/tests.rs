@@ -53,6 +53,7 @@ fn table_def(columns: &[(&str, DataType)], options: &[(&str, &str)]) -> TableDef
         name: "events".to_string(),
         schema: Arc::new(Schema::new(fields)),
         options: all,
+        primary_key: Vec::new(),
     }
 }
 
