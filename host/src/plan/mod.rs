@@ -178,6 +178,8 @@ pub enum OperatorSpec {
     /// batch mode). Rows for windows already emitted are late: dropped and counted.
     WindowAggregate {
         window: WindowKind,
+        /// Windows over `PROCTIME()`: they fire when the wall clock passes their end.
+        processing_time: bool,
         /// Whether the input's window columns hold slices of `window` (else whole windows).
         sliced: bool,
         /// The input's window_start and window_end columns.

@@ -36,6 +36,8 @@ pub(crate) struct WindowLineage {
     /// Whether nothing between the table function and here looks at a window column except
     /// to pass it through: then the function may assign slices instead of windows.
     pub passthrough: bool,
+    /// Whether the windows are over processing time (`PROCTIME()`): they fire by the clock.
+    pub processing_time: bool,
 }
 
 impl WindowLineage {
@@ -58,7 +60,11 @@ pub(crate) fn lineage(plan: &LogicalPlan) -> Option<WindowLineage> {
         LogicalPlan::Extension(extension) => {
             let tvf = extension.node.as_any().downcast_ref::<WindowTvf>()?;
             let first = tvf.input.schema().fields().len();
+            let processing_time = tvf
+                .time_index()
+                .is_some_and(|i| matches!(origin(&tvf.input, i), Some(Origin::ProcTime)));
             Some(WindowLineage {
+                processing_time,
                 node_id: node_id(&extension.node),
                 kind: tvf.kind,
                 roles: vec![
@@ -175,6 +181,7 @@ pub(crate) fn window_aggregate(
     }
     Ok(Some(OperatorSpec::WindowAggregate {
         window: lineage.kind,
+        processing_time: lineage.processing_time,
         sliced: passthrough,
         start_column,
         end_column,
@@ -188,8 +195,13 @@ pub(crate) fn window_aggregate(
 /// Where a column of `plan` comes from: a table's column, or a window's `window_time` (itself a
 /// time attribute), or `None` if it is computed.
 enum Origin {
-    Table { table: String, column: String },
+    Table {
+        table: String,
+        column: String,
+    },
     WindowTime,
+    /// `PROCTIME()`.
+    ProcTime,
 }
 
 fn origin(plan: &LogicalPlan, index: usize) -> Option<Origin> {
@@ -212,8 +224,12 @@ fn origin(plan: &LogicalPlan, index: usize) -> Option<Origin> {
                 Expr::Alias(alias) => alias.expr.as_ref(),
                 other => other,
             };
-            let Expr::Column(column) = inner else {
-                return None;
+            let column = match inner {
+                Expr::Column(column) => column,
+                Expr::ScalarFunction(f) if f.func.name() == "proctime" => {
+                    return Some(Origin::ProcTime);
+                }
+                _ => return None,
             };
             let below = projection.input.schema().index_of_column(column).ok()?;
             origin(&projection.input, below)
@@ -257,6 +273,8 @@ pub(crate) fn joined_window_ends(
 pub(crate) fn is_time_attribute(catalog: &Catalog, plan: &LogicalPlan, index: usize) -> bool {
     match origin(plan, index) {
         Some(Origin::WindowTime) => true,
+        // Processing time orders nothing across inputs: not an interval join's time.
+        Some(Origin::ProcTime) => false,
         Some(Origin::Table { table, column }) => catalog
             .table(&table)
             .and_then(|t| t.watermark.as_ref())
@@ -278,7 +296,7 @@ pub(crate) fn check_time_attribute(
     let function = tvf.kind.function_name();
     let name = &tvf.time_column.name;
     match origin(&tvf.input, time_column) {
-        Some(Origin::WindowTime) => Ok(()),
+        Some(Origin::WindowTime | Origin::ProcTime) => Ok(()),
         Some(Origin::Table { table, column }) => {
             let watermark = catalog.table(&table).and_then(|t| t.watermark.as_ref());
             match watermark {

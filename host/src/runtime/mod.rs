@@ -402,6 +402,8 @@ async fn run_source(
 enum Step {
     /// A batch, and which input it came on.
     Batch(usize, RecordBatch),
+    /// The wall clock (ms since the epoch), for processing-time timers.
+    Timer(i64),
     Watermark(i64),
     End,
 }
@@ -422,7 +424,26 @@ async fn run_operator(
         }
         return Ok(());
     };
-    while let Some(envelope) = receiver.recv().await {
+    let mut ticker = operator.timer_interval().map(tokio::time::interval);
+    loop {
+        let received = match &mut ticker {
+            None => receiver.recv().await,
+            Some(ticker) => tokio::select! {
+                received = receiver.recv() => received,
+                _ = ticker.tick() => {
+                    let (back, open) = run_step(&mut task, operator, Step::Timer(now_millis())).await?;
+                    operator = back;
+                    if !open {
+                        task.router.end().await;
+                        return Ok(());
+                    }
+                    continue;
+                }
+            },
+        };
+        let Some(envelope) = received else {
+            break;
+        };
         let (step, last) = match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
@@ -494,6 +515,7 @@ async fn run_step(
         let mut out = Vec::new();
         let result = match step {
             Step::Batch(input, batch) => operator.on_input(input, batch, &mut out),
+            Step::Timer(now) => operator.on_timer(now, &mut out),
             Step::Watermark(w) => operator.on_watermark(w, &mut out),
             Step::End => operator.on_end(&mut out),
         }
@@ -611,6 +633,14 @@ async fn run_collect(
         }
     }
     Ok(())
+}
+
+/// The wall clock in milliseconds since the epoch.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn join_error(error: tokio::task::JoinError) -> RuntimeError {

@@ -48,6 +48,14 @@ pub trait Operator: Send {
     fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
         Ok(())
     }
+    /// How often the operator wants [`Operator::on_timer`] (processing-time windows).
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// The wall clock reads `now` (ms since the epoch).
+    fn on_timer(&mut self, _now: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        Ok(())
+    }
     /// Rows dropped as late since the last call (they are counted in the job's stats).
     fn take_late_rows(&mut self) -> u64 {
         0
@@ -147,6 +155,7 @@ pub fn create(
         )),
         OperatorSpec::WindowAggregate {
             window,
+            processing_time,
             sliced,
             start_column,
             end_column,
@@ -157,6 +166,7 @@ pub fn create(
         } => {
             let spec = WindowAggregateSpec {
                 window: *window,
+                processing_time: *processing_time,
                 sliced: *sliced,
                 start_column: *start_column,
                 end_column: *end_column,

@@ -44,6 +44,8 @@ pub(crate) struct SessionAggregate {
     /// Open sessions by (end, start) and the keys that have them: the timers.
     pending: BTreeMap<(i64, i64), HashSet<GroupKey, FixedState>>,
     late_rows: u64,
+    /// Sessions over processing time: they close by the clock (timers), not the watermark.
+    processing_time: bool,
 }
 
 fn encode_sessions(sessions: &[Span]) -> Vec<u8> {
@@ -134,6 +136,7 @@ impl SessionAggregate {
             watermark: i64::MIN,
             pending: BTreeMap::new(),
             late_rows: 0,
+            processing_time: spec.processing_time,
         })
     }
 
@@ -374,7 +377,7 @@ impl Operator for SessionAggregate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if watermark <= self.watermark {
+        if watermark <= self.watermark || (self.processing_time && watermark < END_OF_TIME) {
             return Ok(());
         }
         self.fire(watermark, out)?;
@@ -384,6 +387,20 @@ impl Operator for SessionAggregate {
 
     fn on_end(&mut self, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         self.on_watermark(END_OF_TIME, out)
+    }
+
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        self.processing_time
+            .then_some(super::window_aggregate::PROCESSING_TIME_TICK)
+    }
+
+    fn on_timer(&mut self, now: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let watermark = now.saturating_sub(1);
+        if watermark > self.watermark {
+            self.fire(watermark, out)?;
+            self.watermark = watermark;
+        }
+        Ok(())
     }
 
     fn take_late_rows(&mut self) -> u64 {

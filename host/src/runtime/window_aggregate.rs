@@ -71,11 +71,14 @@ pub(crate) struct WindowAggregate {
     pending: BTreeMap<(i64, i64), HashSet<GroupKey, FixedState>>,
     /// Late rows dropped since the runtime last asked.
     late_rows: u64,
+    /// Windows over processing time: they fire by the clock (timers), not the watermark.
+    processing_time: bool,
 }
 
 /// What a window aggregation is made of (its plan node's fields).
 pub(crate) struct WindowAggregateSpec<'a> {
     pub window: WindowKind,
+    pub processing_time: bool,
     pub sliced: bool,
     pub start_column: usize,
     pub end_column: usize,
@@ -130,6 +133,7 @@ impl WindowAggregate {
             watermark: i64::MIN,
             pending: BTreeMap::new(),
             late_rows: 0,
+            processing_time: spec.processing_time,
         })
     }
 
@@ -378,7 +382,8 @@ impl Operator for WindowAggregate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
-        if watermark <= self.watermark {
+        // Processing-time windows heed only the end of input's end of time.
+        if watermark <= self.watermark || (self.processing_time && watermark < END_OF_TIME) {
             return Ok(());
         }
         self.fire(watermark, out)?;
@@ -390,7 +395,24 @@ impl Operator for WindowAggregate {
         self.on_watermark(END_OF_TIME, out)
     }
 
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        self.processing_time.then_some(PROCESSING_TIME_TICK)
+    }
+
+    fn on_timer(&mut self, now: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        // A window [start, end) is complete once the clock reads `end`.
+        let watermark = now.saturating_sub(1);
+        if watermark > self.watermark {
+            self.fire(watermark, out)?;
+            self.watermark = watermark;
+        }
+        Ok(())
+    }
+
     fn take_late_rows(&mut self) -> u64 {
         std::mem::take(&mut self.late_rows)
     }
 }
+
+/// How often processing-time windows look at the clock.
+pub(crate) const PROCESSING_TIME_TICK: std::time::Duration = std::time::Duration::from_millis(50);

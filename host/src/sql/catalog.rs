@@ -192,6 +192,10 @@ impl<'a> PlanningContext<'a> {
         }
         let flink_mod = Arc::new(ScalarUDF::new_from_impl(super::flink::Mod::default()));
         scalars.insert("mod".to_string(), flink_mod);
+        scalars.insert(
+            "proctime".to_string(),
+            Arc::new(ScalarUDF::new_from_impl(super::flink::ProcTime::default())),
+        );
         let mut aggregates = HashMap::new();
         for function in datafusion_functions_aggregate::all_default_aggregate_functions() {
             for alias in function.aliases() {

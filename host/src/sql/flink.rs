@@ -103,3 +103,47 @@ impl datafusion_expr::WindowUDFImpl for RowNumber {
         )))
     }
 }
+
+/// `PROCTIME()`: the processing time, Flink's `TIMESTAMP_LTZ(3)`, the same for every row of a
+/// batch. A window over it fires by the wall clock (`plan::window`, `runtime::window_aggregate`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ProcTime {
+    signature: Signature,
+}
+
+/// What `PROCTIME()` returns.
+pub fn proctime_type() -> DataType {
+    DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+impl Default for ProcTime {
+    fn default() -> Self {
+        Self {
+            signature: Signature::nullary(Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ProcTime {
+    fn name(&self) -> &str {
+        "proctime"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
+        Ok(proctime_type())
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok(ColumnarValue::Scalar(
+            datafusion_common::ScalarValue::TimestampMillisecond(Some(now), Some("UTC".into())),
+        ))
+    }
+}
