@@ -45,6 +45,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "parallelism.default",
     "pipeline.max-parallelism",
     "pipeline.batch-size",
+    "table.exec.state.ttl",
 ];
 
 /// Batch or streaming (`execution.runtime-mode`).
@@ -102,6 +103,8 @@ pub struct Session {
     max_parallelism: usize,
     /// `pipeline.batch-size`: rows per batch that sources produce.
     batch_size: usize,
+    /// `table.exec.state.ttl`, if set.
+    state_ttl_millis: Option<u64>,
 }
 
 impl Session {
@@ -115,6 +118,7 @@ impl Session {
             parallelism: 1,
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             batch_size: crate::plan::DEFAULT_BATCH_SIZE,
+            state_ttl_millis: None,
         }
     }
 
@@ -145,6 +149,16 @@ impl Session {
             }
             "parallelism.default" => {
                 self.parallelism = parse_count(key, value, 1..=self.max_parallelism)?;
+            }
+            "table.exec.state.ttl" => {
+                let ttl = crate::connector::duration(value).ok_or_else(|| {
+                    JobError::Setting(format!(
+                        "'table.exec.state.ttl' is a duration such as '1 h' or '30 s' (0 keeps \
+                         state forever), not '{value}'"
+                    ))
+                })?;
+                let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                self.state_ttl_millis = (millis > 0).then_some(millis);
             }
             "pipeline.batch-size" => {
                 self.batch_size = parse_count(key, value, 1..=1 << 20)?;
@@ -246,6 +260,7 @@ impl Session {
                     max_parallelism: self.max_parallelism,
                     streaming: self.mode == RuntimeMode::Streaming,
                     batch_size: self.batch_size,
+                    state_ttl_millis: self.state_ttl_millis,
                 };
                 let (plan, destination, table) = match planned {
                     PlannedQuery::Select(plan) => (plan, Destination::Collect, None),

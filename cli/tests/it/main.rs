@@ -512,6 +512,16 @@ fn run_reports_a_bad_script_with_its_line() {
 /// Runs `script` in a `weir run` process for at most `wait`, until its stdout shows every one
 /// of `expected`; kills it then and returns the stdout so far.
 fn run_until(script: &str, expected: &[&str], wait: std::time::Duration) -> String {
+    run_until_after(script, expected, wait, || {})
+}
+
+/// [`run_until`], calling `meanwhile` once the process has started.
+fn run_until_after(
+    script: &str,
+    expected: &[&str],
+    wait: std::time::Duration,
+    meanwhile: impl FnOnce(),
+) -> String {
     use std::io::Read;
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", script])
@@ -530,6 +540,7 @@ fn run_until(script: &str, expected: &[&str], wait: std::time::Duration) -> Stri
             }
         }
     });
+    meanwhile();
     let deadline = std::time::Instant::now() + wait;
     let mut text = String::new();
     while std::time::Instant::now() < deadline && !expected.iter().all(|line| text.contains(line)) {
@@ -587,4 +598,53 @@ fn an_idle_split_stops_holding_windows_back() {
     let without = script_for("not_idle.sql", "");
     let printed = run_until(&without, &expected, std::time::Duration::from_secs(3));
     assert!(!printed.contains("2026-01-01T10:00:00"), "{printed}");
+}
+
+#[test]
+fn state_ttl_forgets_join_rows_by_the_wall_clock() {
+    // Names arrive at once; bids on them 1.5 s later (a file moved into a watched directory).
+    // With 'table.exec.state.ttl' = '300 ms' the names have left the join's state by then.
+    let run = |name: &str, ttl: &str, wait_secs: u64| {
+        let names = scratch().join(format!("{name}-names"));
+        let bids = scratch().join(format!("{name}-bids"));
+        for dir in [&names, &bids] {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        std::fs::write(
+            names.join("names.json"),
+            "{\"id\":1,\"name\":\"ada\"}\n{\"id\":2,\"name\":\"bo\"}\n",
+        )
+        .expect("write names");
+        let text = format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n{ttl}\
+             CREATE TABLE names (id BIGINT, name STRING) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'json', 'source.monitor-interval' = '100 ms');\n\
+             CREATE TABLE bids (id BIGINT, price BIGINT) WITH ('connector' = 'filesystem', \
+             'path' = '{}', 'format' = 'json', 'source.monitor-interval' = '100 ms');\n\
+             CREATE TABLE out (name STRING, price BIGINT) WITH ('connector' = 'print');\n\
+             INSERT INTO out SELECT n.name, b.price FROM bids b JOIN names n ON b.id = n.id;\n",
+            names.display(),
+            bids.display()
+        );
+        let path = script(&format!("{name}.sql"), &text);
+        run_until_after(
+            &path,
+            &["| ada  | 7     |"],
+            std::time::Duration::from_secs(wait_secs),
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(1_500));
+                let hidden = bids.join(".bids.json");
+                std::fs::write(&hidden, "{\"id\":1,\"price\":7}\n").expect("write bids");
+                std::fs::rename(&hidden, bids.join("bids.json")).expect("move bids in");
+            },
+        )
+    };
+    let without = run("no-ttl", "", 30);
+    assert!(without.contains("| ada  | 7     |"), "{without}");
+    let with = run("ttl", "SET 'table.exec.state.ttl' = '300 ms';\n", 3);
+    assert!(
+        !with.contains("ada"),
+        "the name should have expired:\n{with}"
+    );
 }

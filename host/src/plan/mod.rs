@@ -35,6 +35,9 @@ pub struct PlanOptions {
     pub streaming: bool,
     /// Rows per batch that sources produce (`pipeline.batch-size`).
     pub batch_size: usize,
+    /// `'table.exec.state.ttl'` (streaming mode): how long a regular join's rows and a GROUP
+    /// BY's groups stay in state without being touched (processing time).
+    pub state_ttl_millis: Option<u64>,
 }
 
 /// Rows per batch that sources produce unless `pipeline.batch-size` says otherwise.
@@ -47,6 +50,7 @@ impl Default for PlanOptions {
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             streaming: false,
             batch_size: DEFAULT_BATCH_SIZE,
+            state_ttl_millis: None,
         }
     }
 }
@@ -163,6 +167,8 @@ pub enum OperatorSpec {
         output_schema: DFSchemaRef,
         /// The input is a changelog: rows are taken back (`-U`, `-D`) as well as added.
         updating_input: bool,
+        /// `'table.exec.state.ttl'`: a group untouched this long leaves state.
+        state_ttl_millis: Option<u64>,
     },
     /// A window table function: every row with `window_start`, `window_end` and `window_time`
     /// appended. With `slices`, feeding a window aggregation, each row comes once, with its slice
@@ -213,6 +219,9 @@ pub enum OperatorSpec {
         /// Streaming mode, a join on both sides' `window_end` (Flink's window join): the
         /// columns (left, right); rows leave state once the watermark passes their window.
         window_ends: Option<(usize, usize)>,
+        /// `'table.exec.state.ttl'` (a regular join): a row leaves state this long after it
+        /// came.
+        state_ttl_millis: Option<u64>,
         left_schema: DFSchemaRef,
         right_schema: DFSchemaRef,
         output_schema: DFSchemaRef,
@@ -345,6 +354,7 @@ impl OperatorSpec {
                 filter,
                 interval,
                 window_ends,
+                state_ttl_millis,
                 ..
             } => format!(
                 "{} join on [{}]{}; {}",
@@ -374,7 +384,15 @@ impl OperatorSpec {
                     (None, Some(_)) => {
                         "window join: state freed as the watermark passes window_end".to_string()
                     }
-                    (None, None) => "keeps every row of both inputs in state".to_string(),
+                    (None, None) => match state_ttl_millis {
+                        Some(ttl) => format!(
+                            "keeps each row of both inputs in state for {ttl} ms \
+                             ('table.exec.state.ttl')"
+                        ),
+                        None => "keeps every row of both inputs in state (set \
+                                 'table.exec.state.ttl' to bound it)"
+                            .to_string(),
+                    },
                 }
             ),
             OperatorSpec::TopN {

@@ -136,6 +136,14 @@ impl Builder<'_> {
         id
     }
 
+    /// `'table.exec.state.ttl'`, in streaming mode only (a batch job's state lives as long as
+    /// the job).
+    fn state_ttl(&self) -> Option<u64> {
+        self.options
+            .state_ttl_millis
+            .filter(|_| self.options.streaming)
+    }
+
     /// Whether `plan` reads a source that never ends.
     fn unbounded(&self, plan: &LogicalPlan) -> bool {
         let mut unbounded = false;
@@ -278,6 +286,7 @@ impl Builder<'_> {
                         input_schema: aggregate.input.schema().clone(),
                         output_schema: aggregate.schema.clone(),
                         updating_input,
+                        state_ttl_millis: self.state_ttl(),
                     },
                     if keyed { parallelism } else { 1 },
                     arrow_schema(&aggregate.schema),
@@ -448,6 +457,11 @@ impl Builder<'_> {
                         filter: join.filter.clone(),
                         interval,
                         window_ends,
+                        state_ttl_millis: if interval.is_none() && window_ends.is_none() {
+                            self.state_ttl()
+                        } else {
+                            None
+                        },
                         left_schema: join.left.schema().clone(),
                         right_schema: join.right.schema().clone(),
                         output_schema: join.schema.clone(),

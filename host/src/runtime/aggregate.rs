@@ -33,6 +33,17 @@ use crate::state::{KeyedStateBackend, MemoryStateBackend, StateKey, StateName};
 /// The state holding each group's accumulators.
 const ACCUMULATORS: StateName = 0;
 
+/// How a hash aggregation runs (from its plan node and the job's mode).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AggregateMode {
+    /// The input is a changelog.
+    pub updating_input: bool,
+    /// Streaming mode: emit each batch's changes.
+    pub emit_changes: bool,
+    /// `'table.exec.state.ttl'`.
+    pub state_ttl_millis: Option<u64>,
+}
+
 pub(crate) struct HashAggregate {
     keys: GroupKeys,
     accumulators: Accumulators,
@@ -44,6 +55,13 @@ pub(crate) struct HashAggregate {
     /// The input is a changelog: groups count their rows, and one whose rows are all taken
     /// back is deleted (`-D`).
     updating_input: bool,
+    /// `'table.exec.state.ttl'`: a group untouched this long (wall clock) leaves state, as in
+    /// Flink without a retraction (a later row starts it afresh).
+    state_ttl_millis: Option<u64>,
+    /// With a TTL: when each group expires, and the groups by expiry. (Timers move into the
+    /// state backend with checkpoints.)
+    expiry_of: HashMap<StateKey, i64>,
+    expiring: std::collections::BTreeMap<i64, Vec<StateKey>>,
 }
 
 /// The groups one batch touches: their state keys, and each row's index among them.
@@ -175,12 +193,16 @@ impl HashAggregate {
     pub(crate) fn new(
         group_exprs: &[Expr],
         aggr_exprs: &[Expr],
-        updating_input: bool,
         input_schema: &DFSchemaRef,
         schema: SchemaRef,
         max_parallelism: usize,
-        emit_changes: bool,
+        mode: AggregateMode,
     ) -> Result<Self, String> {
+        let AggregateMode {
+            updating_input,
+            emit_changes,
+            state_ttl_millis,
+        } = mode;
         Ok(Self {
             keys: GroupKeys::new(group_exprs, input_schema, max_parallelism)?,
             accumulators: if updating_input {
@@ -192,6 +214,9 @@ impl HashAggregate {
             backend: Box::new(MemoryStateBackend::default()),
             schema,
             emit_changes,
+            state_ttl_millis,
+            expiry_of: HashMap::new(),
+            expiring: std::collections::BTreeMap::new(),
         })
     }
 
@@ -350,11 +375,40 @@ impl Operator for HashAggregate {
                 entries.push((key, state));
             }
         }
+        if let Some(ttl) = self.state_ttl_millis {
+            let at = super::now_millis().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            for (key, _) in &entries {
+                self.expiry_of.insert(key.clone(), at);
+                self.expiring.entry(at).or_default().push(key.clone());
+            }
+        }
         self.backend
             .delete_many(ACCUMULATORS, &deleted)
             .map_err(|e| e.to_string())?;
         self.backend
             .put_many(ACCUMULATORS, entries)
+            .map_err(|e| e.to_string())
+    }
+
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        self.state_ttl_millis
+            .map(|ttl| std::time::Duration::from_millis((ttl / 4).clamp(10, 1_000)))
+    }
+
+    fn on_timer(&mut self, now: i64, _out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        let due: Vec<i64> = self.expiring.range(..=now).map(|(at, _)| *at).collect();
+        let mut expired = Vec::new();
+        for at in due {
+            for key in self.expiring.remove(&at).unwrap_or_default() {
+                // Only if not touched since (a later touch moved its expiry).
+                if self.expiry_of.get(&key) == Some(&at) {
+                    self.expiry_of.remove(&key);
+                    expired.push(key);
+                }
+            }
+        }
+        self.backend
+            .delete_many(ACCUMULATORS, &expired)
             .map_err(|e| e.to_string())
     }
 

@@ -41,6 +41,7 @@ pub(crate) struct JoinSpec<'a> {
     pub filter: Option<&'a Expr>,
     pub interval: Option<IntervalBounds>,
     pub window_ends: Option<(usize, usize)>,
+    pub state_ttl_millis: Option<u64>,
     pub left_schema: &'a DFSchemaRef,
     pub right_schema: &'a DFSchemaRef,
     pub output_schema: &'a DFSchemaRef,
@@ -148,7 +149,10 @@ pub(crate) struct Join {
     /// Interval and window joins: per side, the time column a row's expiry comes from and
     /// the shift to add (left, right).
     expiry: Option<[(usize, i64); 2]>,
-    /// Interval and window joins: when rows leave state (event time, ms), and the (side, key) lists that
+    /// `'table.exec.state.ttl'` (regular joins): rows leave state this long after they came,
+    /// by the wall clock.
+    state_ttl_millis: Option<u64>,
+    /// Interval and window joins (event time), or a TTL (processing time): when rows leave state (event time, ms), and the (side, key) lists that
     /// hold them. They move into the state backend with checkpoints.
     expiring: BTreeMap<i64, HashSet<(u8, StateKey)>>,
 }
@@ -206,6 +210,7 @@ impl Join {
                 (None, None) => None,
             },
             expiring: BTreeMap::new(),
+            state_ttl_millis: spec.state_ttl_millis,
         })
     }
 
@@ -213,7 +218,13 @@ impl Join {
     /// join's state; `i64::MAX` (never) for other joins.
     fn expiries(&self, batch: &RecordBatch, side: u8) -> Result<Vec<i64>, String> {
         let Some(expiry) = self.expiry else {
-            return Ok(vec![i64::MAX; batch.num_rows()]);
+            let at = match self.state_ttl_millis {
+                Some(ttl) => {
+                    super::now_millis().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX))
+                }
+                None => i64::MAX,
+            };
+            return Ok(vec![at; batch.num_rows()]);
         };
         let (column, shift) = expiry[usize::from(side)];
         let times = batch
@@ -228,7 +239,7 @@ impl Join {
     }
 
     fn register(&mut self, side: u8, keys: &[StateKey], row_groups: &[usize], expiries: &[i64]) {
-        if self.expiry.is_none() {
+        if self.expiry.is_none() && self.state_ttl_millis.is_none() {
             return;
         }
         for (row, &group) in row_groups.iter().enumerate() {
@@ -275,7 +286,8 @@ impl Join {
                 let (gone, stay): (Vec<Kept>, Vec<Kept>) = decode(&list)?
                     .into_iter()
                     .partition(|(_, _, expiry)| *expiry <= watermark);
-                if side == 0 && self.left_join {
+                // (A TTL's expiry emits nothing: the padded row went out when the row came.)
+                if side == 0 && self.left_join && self.expiry.is_some() {
                     unmatched.extend(
                         gone.into_iter()
                             .filter(|(matches, _, _)| *matches == 0)
@@ -599,6 +611,19 @@ impl Operator for Join {
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         if self.expiry.is_some() {
             self.expire(watermark, out)?;
+        }
+        Ok(())
+    }
+
+    fn timer_interval(&self) -> Option<std::time::Duration> {
+        // Look at the clock a few times per TTL (at most every second).
+        self.state_ttl_millis
+            .map(|ttl| std::time::Duration::from_millis((ttl / 4).clamp(10, 1_000)))
+    }
+
+    fn on_timer(&mut self, now: i64, out: &mut Vec<RecordBatch>) -> Result<(), String> {
+        if self.state_ttl_millis.is_some() {
+            self.expire(now, out)?;
         }
         Ok(())
     }

@@ -636,7 +636,7 @@ async fn run_collect(
 }
 
 /// The wall clock in milliseconds since the epoch.
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -12,7 +12,7 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::{Expr, SortExpr};
 use datafusion_physical_expr::{PhysicalExpr, create_physical_expr};
 
-use super::aggregate::HashAggregate;
+use super::aggregate::{AggregateMode, HashAggregate};
 use super::changelog::{row_kinds, with_row_kinds};
 use super::join::{Join, JoinSpec};
 use super::session::SessionAggregate;
@@ -133,15 +133,19 @@ pub fn create(
             aggr_exprs,
             input_schema,
             updating_input,
+            state_ttl_millis,
             ..
         } => Box::new(HashAggregate::new(
             group_exprs,
             aggr_exprs,
-            *updating_input,
             input_schema,
             node.schema.clone(),
             max_parallelism,
-            node.changelog,
+            AggregateMode {
+                updating_input: *updating_input,
+                emit_changes: node.changelog,
+                state_ttl_millis: *state_ttl_millis,
+            },
         )?),
         OperatorSpec::WindowAssign {
             window,
@@ -198,6 +202,7 @@ pub fn create(
             filter,
             interval,
             window_ends,
+            state_ttl_millis,
             left_schema,
             right_schema,
             output_schema,
@@ -211,6 +216,7 @@ pub fn create(
                 filter: filter.as_ref(),
                 interval: *interval,
                 window_ends: *window_ends,
+                state_ttl_millis: *state_ttl_millis,
                 left_schema,
                 right_schema,
                 output_schema,

@@ -42,4 +42,8 @@ SET 'parallelism.default' = '1';
 EXPLAIN SELECT o.order_id, b.auction, b.price
 FROM orders o LEFT JOIN bid b ON b.bidder = o.order_id AND b.price >= 4200;
 
+-- 'table.exec.state.ttl' bounds it: a row leaves state that long after it came.
+SET 'table.exec.state.ttl' = '1 h';
+EXPLAIN SELECT o.order_id, b.auction FROM orders o JOIN bid b ON b.bidder = o.order_id;
+
 SELECT * FROM bid b FULL JOIN orders o ON b.bidder = o.order_id;
