@@ -193,6 +193,10 @@ impl<'a> PlanningContext<'a> {
         let flink_mod = Arc::new(ScalarUDF::new_from_impl(super::flink::Mod::default()));
         scalars.insert("mod".to_string(), flink_mod);
         scalars.insert(
+            "date_format".to_string(),
+            Arc::new(ScalarUDF::new_from_impl(super::flink::DateFormat::default())),
+        );
+        scalars.insert(
             "proctime".to_string(),
             Arc::new(ScalarUDF::new_from_impl(super::flink::ProcTime::default())),
         );

@@ -147,3 +147,156 @@ impl ScalarUDFImpl for ProcTime {
         ))
     }
 }
+
+/// `DATE_FORMAT(timestamp, 'yyyy-MM-dd HH:mm:ss')`: Flink's (Java's) date pattern letters
+/// `yyyy`, `yy`, `MM`, `dd`, `HH`, `mm`, `ss`, `SSS`; other letters are refused, anything in
+/// quotes or not a letter is copied.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DateFormat {
+    signature: Signature,
+}
+
+impl Default for DateFormat {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+/// A Java date pattern as a chrono format string.
+fn chrono_pattern(pattern: &str) -> Result<String, String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            // Quoted text, '' being a quote.
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                out.push(chars[i]);
+                i += 1;
+            }
+            if i + 1 < chars.len() && chars[i + 1] == '\'' {
+                out.push('\'');
+            }
+            i += 1;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&d| d == c).count();
+        let spec = match (c, run) {
+            ('y', 4) => "%Y",
+            ('y', 2) => "%y",
+            ('M', 2) => "%m",
+            ('d', 2) => "%d",
+            ('H', 2) => "%H",
+            ('m', 2) => "%M",
+            ('s', 2) => "%S",
+            ('S', 3) => "%3f",
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!(
+                    "pattern letters '{}' are not supported by DATE_FORMAT (yyyy, yy, MM, dd, \
+                     HH, mm, ss, SSS are)",
+                    c.to_string().repeat(run)
+                ));
+            }
+            ('%', _) => "%%",
+            _ => {
+                out.extend(std::iter::repeat_n(c, run));
+                i += run;
+                continue;
+            }
+        };
+        out.push_str(spec);
+        i += run;
+    }
+    Ok(out)
+}
+
+impl ScalarUDFImpl for DateFormat {
+    fn name(&self) -> &str {
+        "date_format"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
+        match arg_types {
+            [
+                DataType::Timestamp(..) | DataType::Date32,
+                DataType::Utf8 | DataType::Utf8View,
+            ] => Ok(DataType::Utf8),
+            _ => plan_err!("DATE_FORMAT takes a TIMESTAMP and a pattern STRING"),
+        }
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion_expr::ReturnFieldArgs,
+    ) -> DfResult<arrow::datatypes::FieldRef> {
+        let types: Vec<DataType> = args
+            .arg_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let data_type = self.return_type(&types)?;
+        // A bad pattern is a planning error, not a failure halfway through the data.
+        if let Some(Some(pattern)) = args.scalar_arguments.get(1)
+            && let Some(Some(pattern)) = pattern.try_as_str()
+            && let Err(message) = chrono_pattern(pattern)
+        {
+            return plan_err!("{message}");
+        }
+        Ok(std::sync::Arc::new(arrow::datatypes::Field::new(
+            self.name(),
+            data_type,
+            true,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [value, pattern] = args.args.as_slice() else {
+            return plan_err!("DATE_FORMAT takes two arguments");
+        };
+        let ColumnarValue::Scalar(pattern) = pattern else {
+            return plan_err!("DATE_FORMAT's pattern must be a constant");
+        };
+        let Some(pattern) = pattern.try_as_str().flatten() else {
+            return plan_err!("DATE_FORMAT's pattern must be a STRING");
+        };
+        let format =
+            chrono_pattern(pattern).map_err(|m| datafusion_common::DataFusionError::Plan(m))?;
+        let values = value.to_array(args.number_rows)?;
+        let options = arrow::util::display::FormatOptions::default()
+            .with_timestamp_format(Some(&format))
+            .with_timestamp_tz_format(Some(&format))
+            .with_date_format(Some(&format));
+        let formatter = arrow::util::display::ArrayFormatter::try_new(values.as_ref(), &options)?;
+        let strings: arrow::array::StringArray = (0..values.len())
+            .map(|i| {
+                (!arrow::array::Array::is_null(values.as_ref(), i))
+                    .then(|| formatter.value(i).to_string())
+            })
+            .collect();
+        Ok(ColumnarValue::Array(std::sync::Arc::new(strings)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chrono_pattern;
+
+    #[test]
+    fn java_date_patterns_become_chrono_formats() {
+        assert_eq!(chrono_pattern("yyyy-MM-dd").as_deref(), Ok("%Y-%m-%d"));
+        assert_eq!(chrono_pattern("HH:mm").as_deref(), Ok("%H:%M"));
+        assert_eq!(
+            chrono_pattern("yyyy-MM-dd'T'HH:mm:ss.SSS").as_deref(),
+            Ok("%Y-%m-%dT%H:%M:%S.%3f")
+        );
+        assert!(chrono_pattern("EEE").is_err());
+    }
+}

@@ -16,7 +16,7 @@ use weir_host::wasm::WasmRuntime;
 
 use crate::common::{component, python_component, python_runtime, repo_dir};
 
-fn modules_dir() -> &'static Path {
+pub(crate) fn modules_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -37,7 +37,7 @@ fn modules_dir() -> &'static Path {
     .path()
 }
 
-fn cases_dir() -> PathBuf {
+pub(crate) fn cases_dir() -> PathBuf {
     repo_dir().join("host/tests/sql")
 }
 

@@ -349,3 +349,127 @@ fn rows_behind_the_watermark_are_dropped_and_counted() {
     assert_eq!(batch.late, 0);
     assert_eq!(batch.rows[0], "2026-01-01T10:00:00 | 10 | 109");
 }
+
+/// A row's cells with floating-point values cut to 12 significant digits: a sum of DOUBLEs
+/// depends on the order it adds in, which parallelism changes.
+fn rounded(rows: Vec<String>) -> Vec<String> {
+    let mut rows: Vec<String> = rows
+        .into_iter()
+        .map(|row| {
+            row.split(" | ")
+                .map(|cell| match cell.parse::<f64>() {
+                    Ok(v) if cell.contains('.') || cell.contains('e') => format!("{v:.11e}"),
+                    _ => cell.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// Every SELECT of every golden case (with the tables, functions and settings before it) gives
+/// the same rows in streaming mode, in small batches at parallelism 1, 2 and 4, as in batch
+/// mode. Queries that only run in batch mode (ORDER BY, LIMIT) or fail are left to the goldens.
+#[test]
+fn golden_queries_stream_as_they_run_in_batch() {
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    let mut cases: Vec<_> = std::fs::read_dir(crate::golden::cases_dir())
+        .expect("cases")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    cases.sort();
+    let data = crate::common::repo_dir().join("udfs/data");
+    for case in cases {
+        let out = tempfile::tempdir().expect("tempdir");
+        let script = std::fs::read_to_string(&case)
+            .expect("case")
+            .replace(
+                "${MODULES}",
+                &crate::golden::modules_dir().display().to_string(),
+            )
+            .replace("${DATA}", &data.display().to_string())
+            .replace("${OUT}", &out.path().display().to_string());
+        // Unbounded sources would never end.
+        if script.contains("source.monitor-interval") {
+            continue;
+        }
+        let Ok(statements) = weir_host::sql::parse_script(&script) else {
+            continue;
+        };
+        let mut setup = Vec::new();
+        for statement in &statements {
+            use weir_host::sql::parser::Statement;
+            match &statement.statement {
+                Statement::Query {
+                    explain: false,
+                    statement: query,
+                } if matches!(
+                    query.as_ref(),
+                    datafusion_sql::sqlparser::ast::Statement::Query(_)
+                ) =>
+                {
+                    let run_in = |settings: &[(&str, String)]| -> Option<Vec<String>> {
+                        let tokio = tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(2)
+                            .enable_all()
+                            .build()
+                            .expect("tokio");
+                        let mut session = Session::new(python_runtime(), out.path());
+                        for (key, value) in settings {
+                            session.set(key, value).ok()?;
+                        }
+                        for located in &setup {
+                            tokio
+                                .block_on(session.execute(located, &script, &mut NoProgress))
+                                .ok()?;
+                        }
+                        match tokio.block_on(session.execute(statement, &script, &mut NoProgress)) {
+                            Ok(Outcome::Rows { batches, .. }) => {
+                                Some(rounded(sorted_rows(&batches)))
+                            }
+                            _ => None,
+                        }
+                    };
+                    let Some(batch) = run_in(&[]) else { continue };
+                    for parallelism in [1, 2, 4] {
+                        let streamed = run_in(&[
+                            ("execution.runtime-mode", "streaming".to_string()),
+                            ("parallelism.default", parallelism.to_string()),
+                            ("pipeline.batch-size", "7".to_string()),
+                        ]);
+                        let Some(streamed) = streamed else { break };
+                        compared += 1;
+                        if streamed != batch {
+                            failures.push(format!(
+                                "{} line {}, parallelism {parallelism}: {} rows streamed, {} in batch",
+                                case.display(),
+                                statement.location.line,
+                                streamed.len(),
+                                batch.len()
+                            ));
+                        }
+                    }
+                }
+                Statement::Query { .. } => {}
+                // The case's own settings would undo the ones compared here.
+                Statement::Set { key, .. }
+                    if [
+                        "execution.runtime-mode",
+                        "parallelism.default",
+                        "pipeline.batch-size",
+                    ]
+                    .contains(&key.as_str()) => {}
+                _ => setup.push(statement.clone()),
+            }
+        }
+    }
+    assert!(
+        compared >= 60,
+        "only {compared} comparisons: the goldens changed?"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
