@@ -267,8 +267,7 @@ impl ScalarUDFImpl for DateFormat {
         let Some(pattern) = pattern.try_as_str().flatten() else {
             return plan_err!("DATE_FORMAT's pattern must be a STRING");
         };
-        let format =
-            chrono_pattern(pattern).map_err(|m| datafusion_common::DataFusionError::Plan(m))?;
+        let format = chrono_pattern(pattern).map_err(datafusion_common::DataFusionError::Plan)?;
         let values = value.to_array(args.number_rows)?;
         let options = arrow::util::display::FormatOptions::default()
             .with_timestamp_format(Some(&format))
