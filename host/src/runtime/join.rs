@@ -20,7 +20,7 @@ use datafusion_common::DFSchemaRef;
 use datafusion_expr::Expr;
 use datafusion_physical_expr::PhysicalExpr;
 
-use super::aggregate::GroupKeys;
+use super::aggregate::{GroupKeys, Touched};
 use super::changelog::{RowKind, row_kind_column, row_kinds, with_row_kinds};
 use super::operators::{Operator, evaluate, make_batch, physical};
 use crate::plan::IntervalBounds;
@@ -314,6 +314,54 @@ impl Join {
         Ok(())
     }
 
+    /// The stored rows of `keys` in `state` (empty where none).
+    fn lists(&self, state: StateName, keys: &[StateKey]) -> Result<Vec<Vec<Kept>>, String> {
+        self.backend
+            .get_many(state, keys)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
+            .collect()
+    }
+
+    /// Adds a batch's rows to its side's state (`side` 0 left, 1 right), each with how many
+    /// rows of the other side it matched so far.
+    fn keep(
+        &mut self,
+        side: u8,
+        batch: &RecordBatch,
+        touched: Touched,
+        matches: &[u32],
+    ) -> Result<(), String> {
+        let (rows, state) = if side == 0 {
+            (&self.left.rows, LEFT_ROWS)
+        } else {
+            (&self.right.rows, RIGHT_ROWS)
+        };
+        let encoded = rows
+            .convert_columns(batch.columns())
+            .map_err(|e| e.to_string())?;
+        let mut lists = self.lists(state, &touched.keys)?;
+        let expiries = self.expiries(batch, side)?;
+        for (row, &group) in touched.row_groups.iter().enumerate() {
+            lists[group].push((
+                matches.get(row).copied().unwrap_or(0),
+                encoded.row(row).as_ref().to_vec(),
+                expiries[row],
+            ));
+        }
+        self.register(side, &touched.keys, &touched.row_groups, &expiries);
+        let entries = touched
+            .keys
+            .into_iter()
+            .zip(&lists)
+            .map(|(key, list)| (key, encode(list)))
+            .collect();
+        self.backend
+            .put_many(state, entries)
+            .map_err(|e| e.to_string())
+    }
+
     /// A semi join's output: the left rows at `indices` of `columns`.
     fn semi_rows(
         &self,
@@ -379,14 +427,7 @@ impl Join {
     fn on_left(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let touched = self.left.keys.touched(&batch, None)?;
         let nulls = self.left.null_keys(&batch)?;
-        let right_stored = self
-            .backend
-            .get_many(RIGHT_ROWS, &touched.keys)
-            .map_err(|e| e.to_string())?;
-        let right_lists: Vec<Vec<Kept>> = right_stored
-            .iter()
-            .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
-            .collect::<Result<_, _>>()?;
+        let right_lists = self.lists(RIGHT_ROWS, &touched.keys)?;
         let mut left_rows = Vec::new();
         let mut right_rows: Vec<&[u8]> = Vec::new();
         for (row, &group) in touched.row_groups.iter().enumerate() {
@@ -430,37 +471,7 @@ impl Join {
         }
         // Keep the rows (a null key never matches: a left join's is emitted, padded, at once
         // in streaming mode and at the end in batch mode, like any unmatched row).
-        let encoded = self
-            .left
-            .rows
-            .convert_columns(batch.columns())
-            .map_err(|e| e.to_string())?;
-        let stored = self
-            .backend
-            .get_many(LEFT_ROWS, &touched.keys)
-            .map_err(|e| e.to_string())?;
-        let mut lists: Vec<Vec<Kept>> = stored
-            .iter()
-            .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
-            .collect::<Result<_, _>>()?;
-        let expiries = self.expiries(&batch, 0)?;
-        for (row, &group) in touched.row_groups.iter().enumerate() {
-            lists[group].push((
-                matches[row],
-                encoded.row(row).as_ref().to_vec(),
-                expiries[row],
-            ));
-        }
-        self.register(0, &touched.keys, &touched.row_groups, &expiries);
-        let entries = touched
-            .keys
-            .into_iter()
-            .zip(&lists)
-            .map(|(key, list)| (key, encode(list)))
-            .collect();
-        self.backend
-            .put_many(LEFT_ROWS, entries)
-            .map_err(|e| e.to_string())
+        self.keep(0, &batch, touched, &matches)
     }
 
     /// A right batch: probe the left rows, emit matches (a left join's first match of a left
@@ -468,14 +479,7 @@ impl Join {
     fn on_right(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         let touched = self.right.keys.touched(&batch, None)?;
         let nulls = self.right.null_keys(&batch)?;
-        let left_stored = self
-            .backend
-            .get_many(LEFT_ROWS, &touched.keys)
-            .map_err(|e| e.to_string())?;
-        let mut left_lists: Vec<Vec<Kept>> = left_stored
-            .iter()
-            .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
-            .collect::<Result<_, _>>()?;
+        let mut left_lists = self.lists(LEFT_ROWS, &touched.keys)?;
         // (group, position in its left list, right row)
         let mut probes: Vec<(usize, usize, u32)> = Vec::new();
         for (row, &group) in touched.row_groups.iter().enumerate() {
@@ -542,33 +546,7 @@ impl Join {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let encoded = self
-            .right
-            .rows
-            .convert_columns(batch.columns())
-            .map_err(|e| e.to_string())?;
-        let stored = self
-            .backend
-            .get_many(RIGHT_ROWS, &touched.keys)
-            .map_err(|e| e.to_string())?;
-        let mut lists: Vec<Vec<Kept>> = stored
-            .iter()
-            .map(|s| s.as_deref().map_or(Ok(Vec::new()), decode))
-            .collect::<Result<_, _>>()?;
-        let expiries = self.expiries(&batch, 1)?;
-        for (row, &group) in touched.row_groups.iter().enumerate() {
-            lists[group].push((0, encoded.row(row).as_ref().to_vec(), expiries[row]));
-        }
-        self.register(1, &touched.keys, &touched.row_groups, &expiries);
-        let entries = touched
-            .keys
-            .into_iter()
-            .zip(&lists)
-            .map(|(key, list)| (key, encode(list)))
-            .collect();
-        self.backend
-            .put_many(RIGHT_ROWS, entries)
-            .map_err(|e| e.to_string())
+        self.keep(1, &batch, touched, &[])
     }
 }
 
