@@ -251,14 +251,7 @@ impl Accumulators {
                     .map_err(|e| evaluation_error(&e))?,
                 Aggregator::Wasm {
                     function, initial, ..
-                } => {
-                    let state = initial_state(function, initial)?;
-                    let states = BinaryArray::from_iter_values([state]);
-                    function
-                        .module
-                        .with_instance(|i| i.aggregate_finish(function.export(), &states))
-                        .map_err(|e| e.to_string())?
-                }
+                } => wasm_finish(function, initial, 1, &[], None)?,
             });
         }
         Ok(columns)
@@ -459,23 +452,36 @@ impl Accumulators {
                 Aggregator::Wasm {
                     function, initial, ..
                 } => {
-                    let merged = if parts.is_empty() {
-                        let initial = initial_state(function, initial)?;
-                        BinaryArray::from_iter_values((0..groups).map(|_| initial.as_slice()))
-                    } else {
-                        let stored = binary(&states[next])?;
-                        wasm_merge_parts(function, initial, groups, &part_groups, &stored)?
-                    };
+                    let stored = (!parts.is_empty()).then(|| &states[next]);
                     next += 1;
-                    function
-                        .module
-                        .with_instance(|i| i.aggregate_finish(function.export(), &merged))
-                        .map_err(|e| e.to_string())?
+                    wasm_finish(function, initial, groups, &part_groups, stored)?
                 }
             });
         }
         Ok(columns)
     }
+}
+
+/// A Wasm aggregate's results for `groups` groups: each group's parts of `stored` (by
+/// `part_groups`) merged, or the initial state where there are none.
+pub(super) fn wasm_finish(
+    function: &WasmFunction,
+    initial: &mut Option<Vec<u8>>,
+    groups: usize,
+    part_groups: &[usize],
+    stored: Option<&ArrayRef>,
+) -> Result<ArrayRef, String> {
+    let merged = match stored {
+        Some(stored) => wasm_merge_parts(function, initial, groups, part_groups, &binary(stored)?)?,
+        None => {
+            let initial = initial_state(function, initial)?;
+            BinaryArray::from_iter_values((0..groups).map(|_| initial.as_slice()))
+        }
+    };
+    function
+        .module
+        .with_instance(|i| i.aggregate_finish(function.export(), &merged))
+        .map_err(|e| e.to_string())
 }
 
 /// A fresh accumulator for `function`'s groups (an adapter where it has no groups form).

@@ -13,7 +13,7 @@ use datafusion_common::ScalarValue;
 
 use super::super::changelog::{RowKind, row_kinds};
 use super::super::operators::{evaluate, evaluation_error};
-use super::{Accumulators, Aggregator, binary, initial_state, wasm_merge_parts, wasm_update};
+use super::{Accumulators, Aggregator, binary, initial_state, wasm_finish, wasm_update};
 
 impl Accumulators {
     /// [`Self::update`] over an updating input: `+I`/`+U` rows go in, `-U`/`-D` rows come out
@@ -231,18 +231,9 @@ impl Accumulators {
                 Aggregator::Wasm {
                     function, initial, ..
                 } => {
-                    let merged = if parts.is_empty() {
-                        let initial = initial_state(function, initial)?;
-                        BinaryArray::from_iter_values((0..groups).map(|_| initial.as_slice()))
-                    } else {
-                        let stored = binary(&states[next])?;
-                        wasm_merge_parts(function, initial, groups, &part_groups, &stored)?
-                    };
+                    let stored = (!parts.is_empty()).then(|| &states[next]);
                     next += 1;
-                    function
-                        .module
-                        .with_instance(|i| i.aggregate_finish(function.export(), &merged))
-                        .map_err(|e| e.to_string())?
+                    wasm_finish(function, initial, groups, &part_groups, stored)?
                 }
             });
         }
