@@ -4,6 +4,7 @@
 //! with no Wasm in sight; [`wasm`] runs functions as sandboxed WebAssembly components, one call
 //! per Arrow batch. The SQL front end, planner and dataflow runtime build on these.
 
+pub mod checkpoint;
 pub mod connector;
 pub mod functions;
 pub mod job;

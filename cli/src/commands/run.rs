@@ -34,6 +34,11 @@ pub struct Args {
     /// How to print the rows of a SELECT.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Where a streaming job with checkpoints ('execution.checkpointing.interval') keeps them;
+    /// running the same command again resumes from the last one. Default: `.weir/<script name>`
+    /// beside the script.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Runs the script.
@@ -49,7 +54,15 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let base_dir = args.script.parent().map(PathBuf::from).unwrap_or_default();
     let runtime = WasmRuntime::shared(cache_dir)?;
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        let name = args
+            .script
+            .file_stem()
+            .map_or_else(|| "script".into(), |s| s.to_string_lossy().into_owned());
+        base_dir.join(".weir").join(name)
+    });
     let mut session = Session::new(runtime, base_dir);
+    session.set_state_dir(state_dir);
     for setting in &args.settings {
         let Some((key, value)) = setting.split_once('=') else {
             bail!("--set takes KEY=VALUE, not '{setting}'");
@@ -165,10 +178,44 @@ fn report(graph: &Graph, stats: &JobStats, enabled: bool, session: &Session) {
             "dropped {late} late row(s): they came after the watermark had passed their window"
         );
     }
+    let checkpoints = stats
+        .checkpoints
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
+    if let Some(last) = checkpoints.last() {
+        eprintln!(
+            "{} checkpoint(s) completed; the last, {}{}, took {:.1?} and wrote {} byte(s) of state",
+            checkpoints.len(),
+            last.id,
+            if last.finished { " (final)" } else { "" },
+            last.duration,
+            last.bytes_written
+        );
+    }
     if !enabled {
         return;
     }
     let mut err = std::io::stderr().lock();
+    if !checkpoints.is_empty() {
+        let _ = writeln!(
+            err,
+            "{:<12} {:>10} {:>10} {:>14} {:>14} {:>14}",
+            "checkpoint", "duration", "alignment", "bytes written", "bytes reused", "state size"
+        );
+        for c in &checkpoints {
+            let _ = writeln!(
+                err,
+                "{:<12} {:>9.1?} {:>9.1?} {:>14} {:>14} {:>14}",
+                format!("{}{}", c.id, if c.finished { " final" } else { "" }),
+                c.duration,
+                c.alignment,
+                c.bytes_written,
+                c.bytes_reused,
+                c.state_size
+            );
+        }
+    }
     let _ = writeln!(
         err,
         "{:<28} {:>12} {:>12} {:>10} {:>10} {:>10}",
@@ -253,5 +300,10 @@ impl Observer for Progress {
             rate, elapsed
         );
         self.shown = true;
+    }
+
+    fn notice(&mut self, message: &str) {
+        self.clear();
+        eprintln!("{message}");
     }
 }

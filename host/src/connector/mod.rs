@@ -58,12 +58,142 @@ pub trait SourceReader: Send {
     fn skipped_rows(&self) -> u64 {
         0
     }
+    /// Where the reader is: what a checkpoint keeps so that reading resumes after the last
+    /// batch returned.
+    ///
+    /// # Errors
+    /// A source that cannot resume (a checkpointed job refuses it).
+    fn position(&self) -> Result<serde_json::Value, ConnectorError> {
+        Err(ConnectorError::Other {
+            table: String::new(),
+            message: "this source cannot resume from a checkpoint".into(),
+        })
+    }
+    /// Moves a freshly opened reader to where a checkpoint left off: `positions` are every
+    /// subtask's of the restored checkpoint, by subtask (`None`: that subtask had not started
+    /// reading), so that a rescaled job still reads each row exactly once.
+    ///
+    /// # Errors
+    /// Positions this reader cannot resume from.
+    fn restore(&mut self, _positions: &[Option<serde_json::Value>]) -> Result<(), ConnectorError> {
+        Err(ConnectorError::Other {
+            table: String::new(),
+            message: "this source cannot resume from a checkpoint".into(),
+        })
+    }
 }
 
-/// One subtask's writer. Nothing written is visible under its final name before `finish`.
+/// A reader whose position is the number of rows it has returned: restoring reads that many
+/// again and drops them. Right for a deterministic reader (the same files, the same split)
+/// restored at the same parallelism.
+struct RowCountPosition {
+    table: String,
+    subtask: Subtask,
+    /// Subtasks of the job the positions come from; a rescaled file source cannot resume.
+    count: usize,
+    inner: Box<dyn SourceReader>,
+    rows: u64,
+    /// Rows still to drop after a restore.
+    to_skip: u64,
+}
+
+impl SourceReader for RowCountPosition {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        loop {
+            let Some(batch) = self.inner.next_batch()? else {
+                return Ok(None);
+            };
+            let rows = batch.num_rows() as u64;
+            if self.to_skip >= rows {
+                self.to_skip -= rows;
+                self.rows += rows;
+                continue;
+            }
+            let skip = self.to_skip as usize;
+            self.to_skip = 0;
+            self.rows += rows;
+            return Ok(Some(batch.slice(skip, batch.num_rows() - skip)));
+        }
+    }
+
+    fn skipped_rows(&self) -> u64 {
+        self.inner.skipped_rows()
+    }
+
+    fn position(&self) -> Result<serde_json::Value, ConnectorError> {
+        Ok(serde_json::json!({ "rows": self.rows + self.to_skip }))
+    }
+
+    fn restore(&mut self, positions: &[Option<serde_json::Value>]) -> Result<(), ConnectorError> {
+        if positions.len() != self.count {
+            return Err(self.error(format!(
+                "a file source restored at parallelism {} from a checkpoint taken at {} cannot \
+                 resume yet (restore it at {})",
+                self.count,
+                positions.len(),
+                positions.len()
+            )));
+        }
+        let Some(position) = positions.get(self.subtask_index()) else {
+            return Err(self.error("the checkpoint has no position for this subtask".into()));
+        };
+        self.to_skip = position
+            .as_ref()
+            .map(|p| p.get("rows").and_then(serde_json::Value::as_u64))
+            .unwrap_or(Some(0))
+            .ok_or_else(|| self.error(format!("not a file position: {position:?}")))?;
+        Ok(())
+    }
+}
+
+impl RowCountPosition {
+    fn subtask_index(&self) -> usize {
+        self.subtask.index
+    }
+
+    fn error(&self, message: String) -> ConnectorError {
+        ConnectorError::Other {
+            table: self.table.clone(),
+            message,
+        }
+    }
+}
+
+/// One subtask's writer. Nothing written is visible under its final name before `finish`, or,
+/// in a job that takes checkpoints, before the checkpoint after it completes.
 pub trait SinkWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ConnectorError>;
     fn finish(&mut self) -> Result<(), ConnectorError>;
+    /// At a checkpoint's barrier: makes what was written durable but not yet visible, labelled
+    /// `checkpoint`; returns what committing it needs (kept in the checkpoint), `None` if the
+    /// sink has nothing to commit.
+    fn pre_commit(
+        &mut self,
+        _checkpoint: u64,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        Ok(None)
+    }
+    /// Checkpoint `checkpoint` completed: makes visible what was pre-committed up to it.
+    fn commit(&mut self, _checkpoint: u64) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Before a job restored from a checkpoint runs: commits what the sink's subtasks had
+/// pre-committed for it (`pending`, from the checkpoint) and discards what this job (`job_tag`)
+/// wrote after it.
+///
+/// # Errors
+/// Files that cannot be renamed or removed.
+pub fn recover_sink(
+    table: &TableDef,
+    pending: &[serde_json::Value],
+    job_tag: &str,
+) -> Result<(), ConnectorError> {
+    match ConnectorKind::of(table)? {
+        ConnectorKind::Filesystem => filesystem::recover_sink(table, pending, job_tag),
+        _ => Ok(()),
+    }
 }
 
 /// Connector errors. Option and parse errors are the user's fault; I/O errors are external.
@@ -174,6 +304,14 @@ pub fn open_source(
     request: &SourceRequest,
 ) -> Result<Box<dyn SourceReader>, ConnectorError> {
     match validate(table, true)? {
+        ConnectorKind::Filesystem if is_bounded(table) => Ok(Box::new(RowCountPosition {
+            table: table.name.clone(),
+            subtask: request.subtask,
+            count: request.subtask.count,
+            inner: filesystem::open_source(table, request)?,
+            rows: 0,
+            to_skip: 0,
+        })),
         ConnectorKind::Filesystem => filesystem::open_source(table, request),
         ConnectorKind::Nexmark => nexmark::open_source(table, request),
         ConnectorKind::Print | ConnectorKind::Blackhole => unreachable!("checked by validate"),
@@ -181,12 +319,15 @@ pub fn open_source(
 }
 
 /// Opens one subtask's writer.
+/// `job_tag` is set when the job takes checkpoints: output becomes visible as they complete, and
+/// the tag names this job's unfinished files so that a restart finds them.
 pub fn open_sink(
     table: &TableDef,
     subtask: Subtask,
+    job_tag: Option<&str>,
 ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
     match validate(table, false)? {
-        ConnectorKind::Filesystem => filesystem::open_sink(table, subtask),
+        ConnectorKind::Filesystem => filesystem::open_sink(table, subtask, job_tag),
         ConnectorKind::Print => print::open_sink(table, subtask),
         ConnectorKind::Blackhole => blackhole::open_sink(table, subtask),
         ConnectorKind::Nexmark => unreachable!("checked by validate"),

@@ -442,6 +442,30 @@ impl Operator for HashAggregate {
         }
         Ok(())
     }
+
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        Some(&mut self.backend)
+    }
+
+    fn on_restore(&mut self, _watermark: Option<i64>) -> Result<(), String> {
+        // A TTL counts from the restore for every restored group (the time of their last
+        // access is not kept: at worst a group lives one TTL longer).
+        if let Some(ttl) = self.state_ttl_millis {
+            let at = super::now_millis().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
+            let keys: Vec<StateKey> = self
+                .backend
+                .entries(ACCUMULATORS)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|(key, _)| key)
+                .collect();
+            for key in &keys {
+                self.expiry_of.insert(key.clone(), at);
+            }
+            self.expiring.insert(at, keys);
+        }
+        Ok(())
+    }
 }
 
 /// A batch of `schema` (casting where an aggregate's type differs from the plan's).

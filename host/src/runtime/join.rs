@@ -631,6 +631,29 @@ impl Operator for Join {
         }
         Ok(())
     }
+
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        Some(&mut self.backend)
+    }
+
+    fn on_restore(&mut self, _watermark: Option<i64>) -> Result<(), String> {
+        self.expiring.clear();
+        if self.expiry.is_none() && self.state_ttl_millis.is_none() {
+            return Ok(());
+        }
+        // Each stored row carries when it leaves state.
+        for (side, state) in [(0u8, LEFT_ROWS), (1, RIGHT_ROWS)] {
+            for (key, list) in self.backend.entries(state).map_err(|e| e.to_string())? {
+                for (_, _, expiry) in decode(&list)? {
+                    self.expiring
+                        .entry(expiry)
+                        .or_default()
+                        .insert((side, key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

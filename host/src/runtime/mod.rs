@@ -12,6 +12,7 @@
 pub mod accumulators;
 pub mod aggregate;
 pub mod changelog;
+pub(crate) mod checkpointing;
 pub mod join;
 pub mod operators;
 pub mod router;
@@ -21,16 +22,23 @@ pub mod watermark;
 pub mod window;
 pub mod window_aggregate;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::checkpoint::coordinator::{
+    self as checkpoint_channels, AckFigures, Coordinator, NodeInfo,
+};
+use crate::checkpoint::metadata::SubtaskSnapshot;
+use crate::checkpoint::{CheckpointSettings, CheckpointStats};
 use crate::connector::{self, ConnectorError, SourceRequest, Subtask};
-use crate::plan::{Graph, OperatorSpec};
+use crate::plan::{Graph, OperatorSpec, Partitioning};
+use checkpointing::{InputGate, Next, TaskCheckpointing};
 use operators::Operator;
 use router::Router;
 use watermark::{InputWatermarks, SourceWatermarks};
@@ -74,6 +82,8 @@ pub enum RuntimeError {
     },
     #[error("{operator}: {message}")]
     Operator { operator: String, message: String },
+    #[error("{0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -96,6 +106,8 @@ pub struct OperatorStats {
 pub struct JobStats {
     pub operators: Vec<(String, Arc<OperatorStats>)>,
     pub started: Instant,
+    /// Completed checkpoints, oldest first.
+    pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
 }
 
 impl JobStats {
@@ -112,6 +124,7 @@ impl JobStats {
                 })
                 .collect(),
             started: Instant::now(),
+            checkpoints: Arc::default(),
         })
     }
 
@@ -158,12 +171,69 @@ impl RunningJob {
     }
 }
 
-/// Starts every subtask of `graph` on the current tokio runtime.
+/// Starts every subtask of `graph` on the current tokio runtime, without checkpoints.
 ///
 /// # Errors
 /// An operator that cannot be built (an expression DataFusion cannot make physical).
 pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
+    start_with(graph, None)
+}
+
+/// Which upstream subtasks (numbered over all of a node's input edges, as routers number
+/// themselves) send to subtask `subtask` of `node`.
+fn senders_of(graph: &Graph, node: usize, subtask: usize) -> HashSet<usize> {
+    let mut senders = HashSet::new();
+    let mut first = 0;
+    for edge in graph.inputs_of(node) {
+        let count = graph.nodes[edge.from].parallelism;
+        match edge.partitioning {
+            Partitioning::Forward => {
+                senders.insert(first + subtask);
+            }
+            _ => senders.extend(first..first + count),
+        }
+        first += count;
+    }
+    senders
+}
+
+/// Starts every subtask of `graph`; with `checkpoints`, a coordinator takes checkpoints and
+/// every subtask starts from the checkpoint to restore, if any.
+///
+/// # Errors
+/// An operator that cannot be built; a sink whose pre-committed output cannot be committed.
+pub fn start_with(
+    graph: Arc<Graph>,
+    checkpoints: Option<CheckpointSettings>,
+) -> Result<RunningJob, RuntimeError> {
     let stats = JobStats::new(&graph);
+    let operator_ids = crate::checkpoint::operator_ids(&graph);
+    if let Some(settings) = &checkpoints {
+        recover_sinks(&graph, settings)?;
+    }
+    let mut coordinator = None;
+    let mut task_checkpointing: Option<(CheckpointSettings, checkpoint_channels::Channels)> = None;
+    if let Some(settings) = checkpoints {
+        let nodes = graph
+            .nodes
+            .iter()
+            .map(|n| NodeInfo {
+                operator_id: operator_ids[n.id].clone(),
+                name: format!("{} [{}]", n.operator.name(), n.id),
+                parallelism: n.parallelism,
+            })
+            .collect();
+        let last_id = settings.restore.as_ref().map_or(0, |m| m.id);
+        let (c, channels) = Coordinator::new(
+            settings.clone(),
+            nodes,
+            graph.max_parallelism,
+            last_id,
+            stats.checkpoints.clone(),
+        );
+        coordinator = Some(c);
+        task_checkpointing = Some((settings, channels));
+    }
     // One channel per subtask of every node that has inputs.
     let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = Vec::with_capacity(graph.nodes.len());
     let mut receivers: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::new();
@@ -182,24 +252,34 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
     for node in &graph.nodes {
         let node_stats = stats.operators[node.id].1.clone();
         let label = format!("{} [{}]", node.operator.name(), node.id);
-        let expected_ends: usize = graph
-            .inputs_of(node.id)
-            .map(|edge| match edge.partitioning {
-                crate::plan::Partitioning::Forward => 1,
-                _ => graph.nodes[edge.from].parallelism,
-            })
-            .sum();
         for (index, receiver) in receivers[node.id].iter_mut().enumerate() {
             let subtask = Subtask {
                 index,
                 count: node.parallelism,
             };
             let router = Router::new(&graph, node.id, index, &senders)?;
-            let receiver = receiver.take();
+            let input = receiver
+                .take()
+                .map(|r| InputGate::new(r, senders_of(&graph, node.id, index)));
+            let checkpointing =
+                task_checkpointing
+                    .as_ref()
+                    .map(|(settings, channels)| TaskCheckpointing {
+                        task: (node.id, index),
+                        operator_id: operator_ids[node.id].clone(),
+                        storage: settings.storage.clone(),
+                        reports: channels.reports.clone(),
+                        triggers: channels.triggers.clone(),
+                        completed: channels.completed.clone(),
+                        restore: settings.restore.clone(),
+                        parallelism: node.parallelism,
+                        max_parallelism: graph.max_parallelism,
+                    });
             let task = SubtaskContext {
                 node_label: label.clone(),
                 stats: node_stats.clone(),
                 router,
+                checkpointing,
             };
             match &node.operator {
                 OperatorSpec::Source {
@@ -217,27 +297,26 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
                     tasks.spawn(run_source(task, table, request, watermarks));
                 }
                 OperatorSpec::Sink { table } => {
-                    let writer = connector::open_sink(table, subtask).map_err(|source| {
-                        RuntimeError::Connector {
-                            operator: label.clone(),
-                            source,
-                        }
-                    })?;
-                    let Some(receiver) = receiver else {
+                    let job_tag = task_checkpointing
+                        .as_ref()
+                        .map(|(settings, _)| settings.job_tag.as_str());
+                    let writer =
+                        connector::open_sink(table, subtask, job_tag).map_err(|source| {
+                            RuntimeError::Connector {
+                                operator: label.clone(),
+                                source,
+                            }
+                        })?;
+                    let Some(input) = input else {
                         return Err(RuntimeError::Internal("sink without input".into()));
                     };
-                    tasks.spawn(run_sink(task, writer, receiver, expected_ends));
+                    tasks.spawn(run_sink(task, writer, input));
                 }
                 OperatorSpec::Collect => {
-                    let Some(receiver) = receiver else {
+                    let Some(input) = input else {
                         return Err(RuntimeError::Internal("collect without input".into()));
                     };
-                    tasks.spawn(run_collect(
-                        task,
-                        collected.clone(),
-                        receiver,
-                        expected_ends,
-                    ));
+                    tasks.spawn(run_collect(task, collected.clone(), input));
                 }
                 spec => {
                     let operator = operators::create(spec, node, subtask, graph.max_parallelism)
@@ -245,12 +324,17 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
                             operator: label.clone(),
                             message,
                         })?;
-                    tasks.spawn(run_operator(task, operator, receiver, expected_ends));
+                    tasks.spawn(run_operator(task, operator, input));
                 }
             }
         }
     }
     drop(senders);
+    // The tasks hold the only report senders: the coordinator learns of their end that way.
+    drop(task_checkpointing);
+    if let Some(coordinator) = coordinator {
+        tasks.spawn(async move { coordinator.run().await.map_err(RuntimeError::from) });
+    }
     let handle = tokio::spawn(async move {
         while let Some(joined) = tasks.join_next().await {
             let result = joined
@@ -271,12 +355,42 @@ pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
     Ok(RunningJob { stats, handle })
 }
 
+/// Before a job with checkpoints runs: every sink commits what it pre-committed for the
+/// checkpoint restored, and discards what it wrote after it (or, on a first start, what an
+/// earlier run with the same tag left).
+///
+/// # Errors
+/// Output that cannot be committed or removed.
+pub fn recover_sinks(graph: &Graph, settings: &CheckpointSettings) -> Result<(), RuntimeError> {
+    let operator_ids = crate::checkpoint::operator_ids(graph);
+    for node in &graph.nodes {
+        let OperatorSpec::Sink { table } = &node.operator else {
+            continue;
+        };
+        let pending: Vec<serde_json::Value> = settings
+            .restore
+            .as_ref()
+            .and_then(|m| m.operator(&operator_ids[node.id]))
+            .map(|o| o.subtasks.iter().filter_map(|s| s.sink.clone()).collect())
+            .unwrap_or_default();
+        connector::recover_sink(table, &pending, &settings.job_tag).map_err(|source| {
+            RuntimeError::Connector {
+                operator: format!("{} [{}]", node.operator.name(), node.id),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
 /// What every subtask task holds.
 struct SubtaskContext {
     /// `Project [1]`: for errors, which should not depend on which subtask failed first.
     node_label: String,
     stats: Arc<OperatorStats>,
     router: Router,
+    /// Set when the job takes checkpoints.
+    checkpointing: Option<TaskCheckpointing>,
 }
 
 impl SubtaskContext {
@@ -291,6 +405,20 @@ impl SubtaskContext {
             .busy_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
+
+    fn operator_error(&self, message: String) -> RuntimeError {
+        RuntimeError::Operator {
+            operator: self.node_label.clone(),
+            message,
+        }
+    }
+
+    /// Whether the restored checkpoint says this subtask had already finished.
+    fn restored_finished(&self) -> bool {
+        self.checkpointing
+            .as_ref()
+            .is_some_and(TaskCheckpointing::restored_finished)
+    }
 }
 
 async fn run_source(
@@ -303,16 +431,73 @@ async fn run_source(
         operator: format!("reading table '{}'", table.name),
         source,
     };
+    let _finish = checkpointing::FinishGuard::new(&task.checkpointing);
+    let source_finished = task.checkpointing.as_ref().is_some_and(|c| {
+        c.restore
+            .as_ref()
+            .and_then(|m| m.operator(&c.operator_id))
+            .is_some_and(|o| o.subtasks.iter().all(|s| s.finished))
+    });
+    if source_finished {
+        task.router.end().await;
+        return Ok(());
+    }
+    // Positions of every subtask of the restored checkpoint (several when rescaled).
+    let restored = task.checkpointing.as_ref().and_then(|c| {
+        let operator = c.restore.as_ref()?.operator(&c.operator_id)?;
+        Some(operator.subtasks.clone())
+    });
+    let subtask = request.subtask;
     let opened = {
         let table = table.clone();
-        tokio::task::spawn_blocking(move || connector::open_source(&table, &request))
-            .await
-            .map_err(join_error)?
+        let restored = restored.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut reader = connector::open_source(&table, &request)?;
+            if let Some(subtasks) = restored {
+                let positions: Vec<Option<serde_json::Value>> =
+                    subtasks.iter().map(|s| s.source.clone()).collect();
+                reader.restore(&positions)?;
+            }
+            Ok(reader)
+        })
+        .await
+        .map_err(join_error)?
     };
     let mut reader = opened.map_err(&connector_error)?;
+    if let (Some(subtasks), Some(w)) = (&restored, &mut watermarks) {
+        let own = subtasks.iter().find(|s| s.subtask == subtask.index);
+        let seen = match own.filter(|_| subtasks.len() == subtask.count) {
+            Some(own) => own.watermark,
+            None => subtasks.iter().filter_map(|s| s.watermark).min(),
+        };
+        if let Some(seen) = seen {
+            w.restore(seen);
+        }
+    }
+    let mut last_barrier = task
+        .checkpointing
+        .as_ref()
+        .map_or(0, |c| *c.triggers.borrow());
     let idle_timeout = watermarks.as_ref().and_then(SourceWatermarks::idle_timeout);
     let mut idle = false;
     loop {
+        // A checkpoint was triggered: the barrier goes after the last batch sent.
+        if let Some(checkpointing) = &mut task.checkpointing {
+            let id = *checkpointing.triggers.borrow_and_update();
+            if id > last_barrier {
+                last_barrier = id;
+                let snapshot = SubtaskSnapshot {
+                    subtask: checkpointing.task.1,
+                    source: Some(reader.position().map_err(&connector_error)?),
+                    watermark: watermarks.as_ref().and_then(SourceWatermarks::max_seen),
+                    ..SubtaskSnapshot::default()
+                };
+                if !task.router.broadcast(Message::Barrier(id)).await {
+                    return Ok(());
+                }
+                checkpointing.ack(id, snapshot, AckFigures::default());
+            }
+        }
         let mut router = task.router.clone();
         let mut handle = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -392,6 +577,13 @@ async fn run_source(
             None => {
                 // The end of input is the end of time: downstream treats it as such.
                 task.router.end().await;
+                if let Some(checkpointing) = &task.checkpointing {
+                    checkpointing.finished(SubtaskSnapshot {
+                        subtask: checkpointing.task.1,
+                        source: reader.position().ok(),
+                        ..SubtaskSnapshot::default()
+                    });
+                }
                 return Ok(());
             }
         }
@@ -411,26 +603,48 @@ enum Step {
 async fn run_operator(
     mut task: SubtaskContext,
     mut operator: Box<dyn Operator>,
-    receiver: Option<mpsc::Receiver<Envelope>>,
-    expected_ends: usize,
+    input: Option<InputGate>,
 ) -> Result<(), RuntimeError> {
-    let mut ended = 0;
-    let mut watermarks = InputWatermarks::new(expected_ends);
-    let Some(mut receiver) = receiver.filter(|_| expected_ends > 0) else {
+    let _finish = checkpointing::FinishGuard::new(&task.checkpointing);
+    // Restored as finished: its output is in the checkpoint already; it only ends again.
+    let finished_before = task.restored_finished();
+    if let Some(checkpointing) = task.checkpointing.clone()
+        && checkpointing.restore.is_some()
+        && !finished_before
+    {
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = checkpointing::restore_operator(operator.as_mut(), &checkpointing);
+            (operator, result)
+        })
+        .await
+        .map_err(join_error)?;
+        operator = back;
+        result.map_err(|message| task.operator_error(format!("restoring its state: {message}")))?;
+    }
+    let Some(mut input) = input.filter(|i| i.sender_count() > 0) else {
         // A node without inputs (VALUES) runs its end of input at once.
-        let (_, open) = run_step(&mut task, operator, Step::End).await?;
-        if open {
-            task.router.end().await;
+        if !finished_before {
+            let (_, open) = run_step(&mut task, operator, Step::End).await?;
+            if !open {
+                return Ok(());
+            }
         }
+        task.router.end().await;
         return Ok(());
     };
+    let expected_ends = input.sender_count();
+    let mut ended = 0;
+    let mut watermarks = InputWatermarks::new(expected_ends);
     let mut ticker = operator.timer_interval().map(tokio::time::interval);
     loop {
-        let received = match &mut ticker {
-            None => receiver.recv().await,
+        let next = match &mut ticker {
+            None => input.next().await,
             Some(ticker) => tokio::select! {
-                received = receiver.recv() => received,
+                next = input.next() => next,
                 _ = ticker.tick() => {
+                    if finished_before {
+                        continue;
+                    }
                     let (back, open) = run_step(&mut task, operator, Step::Timer(now_millis())).await?;
                     operator = back;
                     if !open {
@@ -441,9 +655,20 @@ async fn run_operator(
                 }
             },
         };
-        let Some(envelope) = received else {
-            break;
+        let envelope = match next {
+            // Every sender went away without ending: one failed, and its error is the job's.
+            Next::Closed => return Ok(()),
+            Next::Barrier { id, alignment } => {
+                if !finished_before {
+                    operator = checkpoint_operator(&mut task, operator, id, alignment).await?;
+                }
+                continue;
+            }
+            Next::Envelope(envelope) => envelope,
         };
+        if finished_before && !matches!(envelope.message, Message::EndOfInput) {
+            continue;
+        }
         let (step, last) = match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
@@ -456,6 +681,13 @@ async fn run_operator(
             Message::EndOfInput => {
                 ended += 1;
                 let last = ended >= expected_ends;
+                if finished_before {
+                    if last {
+                        task.router.end().await;
+                        return Ok(());
+                    }
+                    continue;
+                }
                 match watermarks.end(envelope.sender) {
                     Some(combined) if !last => (Step::Watermark(combined), false),
                     // The last end: the watermark reaches the end of time first.
@@ -482,7 +714,7 @@ async fn run_operator(
                     continue;
                 }
             },
-            // Barriers act with checkpoints (a later issue).
+            // The gate turns barriers into `Next::Barrier`.
             Message::Barrier(_) => continue,
         };
         if matches!(step, Step::End) && !last {
@@ -495,8 +727,34 @@ async fn run_operator(
             return Ok(());
         }
     }
-    // Every sender went away without ending: one failed, and its error is the job's.
-    Ok(())
+}
+
+/// Snapshots the operator for checkpoint `id` (on a blocking thread), forwards the barrier and
+/// acknowledges.
+async fn checkpoint_operator(
+    task: &mut SubtaskContext,
+    mut operator: Box<dyn Operator>,
+    id: u64,
+    alignment: std::time::Duration,
+) -> Result<Box<dyn Operator>, RuntimeError> {
+    let Some(checkpointing) = task.checkpointing.clone() else {
+        return Ok(operator);
+    };
+    let (back, result) = tokio::task::spawn_blocking(move || {
+        let result = checkpointing::snapshot_operator(operator.as_mut(), &checkpointing, id);
+        (operator, result)
+    })
+    .await
+    .map_err(join_error)?;
+    let (snapshot, mut figures) =
+        result.map_err(|message| task.operator_error(format!("checkpoint {id}: {message}")))?;
+    figures.alignment = alignment;
+    if task.router.broadcast(Message::Barrier(id)).await
+        && let Some(checkpointing) = &task.checkpointing
+    {
+        checkpointing.ack(id, snapshot, figures);
+    }
+    Ok(back)
 }
 
 /// Runs one step on a blocking thread and sends what it emits; `false` once downstream is gone.
@@ -555,69 +813,159 @@ async fn run_step(
 async fn run_sink(
     task: SubtaskContext,
     mut writer: Box<dyn connector::SinkWriter>,
-    mut receiver: mpsc::Receiver<Envelope>,
-    expected_ends: usize,
+    mut input: InputGate,
 ) -> Result<(), RuntimeError> {
+    let expected_ends = input.sender_count();
     let mut ended = 0;
     let error = |source| RuntimeError::Connector {
         operator: task.node_label.clone(),
         source,
     };
-    while let Some(envelope) = receiver.recv().await {
-        match envelope.message {
-            Message::Batch(batch) => {
-                task.count_in(&batch);
-                // Sinks see a changelog's row kinds as a leading `op` column.
-                let batch =
-                    changelog::for_display(batch).map_err(|message| RuntimeError::Operator {
-                        operator: task.node_label.clone(),
-                        message,
-                    })?;
-                let (back, result) = tokio::task::spawn_blocking(move || {
-                    let started = Instant::now();
-                    let result = writer.write(&batch);
-                    (writer, result.map(|()| started))
-                })
-                .await
-                .map_err(join_error)?;
+    let mut completed = task.checkpointing.as_ref().map(|c| c.completed.clone());
+    let mut last_barrier = task
+        .checkpointing
+        .as_ref()
+        .map_or(0, |c| *c.triggers.borrow());
+    loop {
+        let next = tokio::select! {
+            next = input.next() => next,
+            Some(id) = next_completed(&mut completed) => {
+                let (back, result) = sink_call(writer, move |w| w.commit(id)).await?;
                 writer = back;
-                task.busy(result.map_err(&error)?);
+                result.map_err(error)?;
+                continue;
             }
-            Message::EndOfInput => {
-                ended += 1;
-                if ended >= expected_ends {
-                    break;
+        };
+        match next {
+            // An upstream stopped without finishing: it failed, and its error is the job's.
+            Next::Closed => return Ok(()),
+            Next::Barrier { id, alignment } => {
+                let (back, result) = sink_call(writer, move |w| w.pre_commit(id)).await?;
+                writer = back;
+                let pending = result.map_err(error)?;
+                last_barrier = id;
+                if let Some(checkpointing) = &task.checkpointing {
+                    checkpointing.ack(
+                        id,
+                        SubtaskSnapshot {
+                            subtask: checkpointing.task.1,
+                            sink: pending,
+                            ..SubtaskSnapshot::default()
+                        },
+                        AckFigures {
+                            alignment,
+                            ..AckFigures::default()
+                        },
+                    );
                 }
             }
-            Message::Watermark(_) | Message::Barrier(_) | Message::Idle => {}
+            Next::Envelope(envelope) => match envelope.message {
+                Message::Batch(batch) => {
+                    task.count_in(&batch);
+                    // Sinks see a changelog's row kinds as a leading `op` column.
+                    let batch = changelog::for_display(batch)
+                        .map_err(|message| task.operator_error(message))?;
+                    let started = Instant::now();
+                    let (back, result) = sink_call(writer, move |w| w.write(&batch)).await?;
+                    writer = back;
+                    result.map_err(error)?;
+                    task.busy(started);
+                }
+                Message::EndOfInput => {
+                    ended += 1;
+                    if ended >= expected_ends {
+                        break;
+                    }
+                }
+                Message::Watermark(_) | Message::Barrier(_) | Message::Idle => {}
+            },
         }
     }
-    if ended < expected_ends {
-        // An upstream stopped without finishing: it failed, and its error is the job's.
+    let Some(checkpointing) = &task.checkpointing else {
+        return tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(join_error)?
+            .map_err(error);
+    };
+    // The last output becomes visible with the first checkpoint completed from now on, which
+    // is numbered after the last barrier this sink saw.
+    let label = last_barrier + 1;
+    let (back, result) = sink_call(writer, move |w| w.pre_commit(label)).await?;
+    writer = back;
+    checkpointing.finished(SubtaskSnapshot {
+        subtask: checkpointing.task.1,
+        sink: result.map_err(error)?,
+        ..SubtaskSnapshot::default()
+    });
+    let mut completed = checkpointing.completed.clone();
+    let Ok(id) = completed.wait_for(|&id| id >= label).await.map(|id| *id) else {
+        // The coordinator stopped first: the job failed, and its error is reported.
         return Ok(());
-    }
-    tokio::task::spawn_blocking(move || writer.finish())
-        .await
-        .map_err(join_error)?
+    };
+    sink_call(writer, move |w| w.commit(id))
+        .await?
+        .1
         .map_err(error)
+}
+
+/// Runs a call on the sink's writer on a blocking thread.
+async fn sink_call<T: Send + 'static>(
+    mut writer: Box<dyn connector::SinkWriter>,
+    call: impl FnOnce(&mut dyn connector::SinkWriter) -> T + Send + 'static,
+) -> Result<(Box<dyn connector::SinkWriter>, T), RuntimeError> {
+    tokio::task::spawn_blocking(move || {
+        let result = call(writer.as_mut());
+        (writer, result)
+    })
+    .await
+    .map_err(join_error)
+}
+
+/// The next checkpoint completed, if the job takes checkpoints (else never).
+async fn next_completed(completed: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    if let Some(receiver) = completed
+        && receiver.changed().await.is_ok()
+    {
+        return Some(*receiver.borrow_and_update());
+    }
+    std::future::pending().await
 }
 
 async fn run_collect(
     task: SubtaskContext,
     collected: Arc<std::sync::Mutex<Vec<RecordBatch>>>,
-    mut receiver: mpsc::Receiver<Envelope>,
-    expected_ends: usize,
+    mut input: InputGate,
 ) -> Result<(), RuntimeError> {
+    let _finish = checkpointing::FinishGuard::new(&task.checkpointing);
+    let expected_ends = input.sender_count();
     let mut ended = 0;
-    while let Some(envelope) = receiver.recv().await {
+    loop {
+        let envelope = match input.next().await {
+            Next::Closed => break,
+            // Rows go to the client as they come: nothing to save.
+            Next::Barrier { id, alignment } => {
+                if let Some(checkpointing) = &task.checkpointing {
+                    checkpointing.ack(
+                        id,
+                        SubtaskSnapshot {
+                            subtask: checkpointing.task.1,
+                            ..SubtaskSnapshot::default()
+                        },
+                        AckFigures {
+                            alignment,
+                            ..AckFigures::default()
+                        },
+                    );
+                }
+                continue;
+            }
+            Next::Envelope(envelope) => envelope,
+        };
         match envelope.message {
             Message::Batch(batch) => {
                 task.count_in(&batch);
-                let batch =
-                    changelog::for_display(batch).map_err(|message| RuntimeError::Operator {
-                        operator: task.node_label.clone(),
-                        message,
-                    })?;
+                let batch = changelog::for_display(batch)
+                    .map_err(|message| task.operator_error(message))?;
                 collected
                     .lock()
                     .map_err(|_| RuntimeError::Internal("collected rows poisoned".into()))?
@@ -636,7 +984,7 @@ async fn run_collect(
 }
 
 /// The wall clock in milliseconds since the epoch.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

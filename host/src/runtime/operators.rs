@@ -23,6 +23,7 @@ use crate::connector::Subtask;
 use crate::functions::WasmFunction;
 use crate::plan::{Node, OperatorSpec};
 use crate::sql::window::WindowKind;
+use crate::state::KeyedStateBackend;
 use crate::udf::coerce;
 
 /// One subtask's operator. Called on a blocking thread, one batch at a time.
@@ -63,6 +64,20 @@ pub trait Operator: Send {
     /// Needs no more input (a satisfied LIMIT).
     fn is_finished(&self) -> bool {
         false
+    }
+    /// The operator's keyed state, if it keeps any: checkpoints snapshot it and restores fill it.
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        None
+    }
+    /// The watermark the operator has acted on, kept by checkpoints so that rows late before a
+    /// restore are late after it.
+    fn current_watermark(&self) -> Option<i64> {
+        None
+    }
+    /// After its backend was restored: rebuilds what the operator derives from its state (the
+    /// timers of windows and expiring rows) and takes back its watermark.
+    fn on_restore(&mut self, _watermark: Option<i64>) -> Result<(), String> {
+        Ok(())
     }
 }
 

@@ -406,6 +406,29 @@ impl Operator for SessionAggregate {
     fn take_late_rows(&mut self) -> u64 {
         std::mem::take(&mut self.late_rows)
     }
+
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        Some(&mut self.backend)
+    }
+
+    fn current_watermark(&self) -> Option<i64> {
+        Some(self.watermark)
+    }
+
+    fn on_restore(&mut self, watermark: Option<i64>) -> Result<(), String> {
+        self.watermark = watermark.unwrap_or(i64::MIN);
+        // Every open session of every key is pending.
+        self.pending.clear();
+        for (key, list) in self.backend.entries(SESSIONS).map_err(|e| e.to_string())? {
+            for (start, end) in decode_sessions(&list)? {
+                self.pending
+                    .entry((end, start))
+                    .or_default()
+                    .insert(group_key(key.key_group, &key.key));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -140,6 +140,10 @@ impl Operator for TopN {
         "TopN"
     }
 
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        Some(&mut self.backend)
+    }
+
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<(), String> {
         if batch.num_rows() == 0 {
             return Ok(());

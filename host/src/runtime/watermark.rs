@@ -61,6 +61,20 @@ impl SourceWatermarks {
         self.spec.column
     }
 
+    /// The largest event time read so far: what a checkpoint keeps of the generator.
+    pub(crate) fn max_seen(&self) -> Option<i64> {
+        self.max_seen
+    }
+
+    /// Resumes after a restore as if the rows up to `max_seen` had just been read (without
+    /// emitting: downstream operators restored their own watermarks).
+    pub(crate) fn restore(&mut self, max_seen: i64) {
+        self.max_seen = Some(max_seen);
+        self.emitted = max_seen
+            .saturating_sub(self.spec.delay_millis)
+            .saturating_sub(1);
+    }
+
     /// The last watermark emitted, if any.
     pub(crate) fn emitted(&self) -> Option<i64> {
         (self.emitted > i64::MIN).then_some(self.emitted)

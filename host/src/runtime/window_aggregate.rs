@@ -412,6 +412,28 @@ impl Operator for WindowAggregate {
     fn take_late_rows(&mut self) -> u64 {
         std::mem::take(&mut self.late_rows)
     }
+
+    fn state_backend(&mut self) -> Option<&mut Box<dyn KeyedStateBackend>> {
+        Some(&mut self.backend)
+    }
+
+    fn current_watermark(&self) -> Option<i64> {
+        Some(self.watermark)
+    }
+
+    fn on_restore(&mut self, watermark: Option<i64>) -> Result<(), String> {
+        self.watermark = watermark.unwrap_or(i64::MIN);
+        // Every slice in state is pending.
+        self.pending.clear();
+        for (key, _) in self.backend.entries(SLICES).map_err(|e| e.to_string())? {
+            let (start, end) = span_of(&key.namespace).ok_or("a slice key is corrupt")?;
+            self.pending
+                .entry((end, start))
+                .or_default()
+                .insert(group_key(key.key_group, &key.key));
+        }
+        Ok(())
+    }
 }
 
 /// How often processing-time windows look at the clock.

@@ -5,11 +5,16 @@
 //! key-group ranges rescales a job. Values are opaque bytes (an operator encodes its own). Access
 //! is per batch: `get_many` and `put_many` take every key a batch touches at once.
 //!
-//! The in-memory backend serves tests and small jobs; RocksDB comes with checkpoints.
+//! The in-memory backend serves tests and small jobs; RocksDB is the embedded default.
+//! At a checkpoint a backend hands over a [`LocalSnapshot`]; `checkpoint/` stores it, and restoring
+//! feeds it back, keeping the key groups the subtask now owns (rescaling).
 //!
-//! **Boundary:** only this module (and later `checkpoint/`) knows how state is stored.
+//! **Boundary:** only this module and `checkpoint/` know how state is stored.
+
+pub mod snapshot;
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use foldhash::fast::FixedState;
 
@@ -49,6 +54,18 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
     fn delete_many(&mut self, state: StateName, keys: &[StateKey]) -> Result<(), StateError>;
     /// Every entry of `state`, in key order.
     fn entries(&self, state: StateName) -> Result<Vec<(StateKey, Vec<u8>)>, StateError>;
+    /// A consistent copy of everything, taken between two batches (at a checkpoint barrier).
+    fn snapshot(&mut self) -> Result<LocalSnapshot, StateError>;
+    /// Adds the entries of `snapshot` in `key_groups` (called once per restored subtask's
+    /// snapshot: several when a rescaled job merges them).
+    fn restore(&mut self, snapshot: &[u8], key_groups: Range<u16>) -> Result<(), StateError>;
+}
+
+/// What a backend hands to a checkpoint.
+#[derive(Debug)]
+pub enum LocalSnapshot {
+    /// The whole state in [`snapshot`]'s format.
+    Full(Vec<u8>),
 }
 
 /// Everything in hash maps; `entries` sorts.
@@ -107,6 +124,25 @@ impl KeyedStateBackend for MemoryStateBackend {
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(entries)
     }
+
+    fn snapshot(&mut self) -> Result<LocalSnapshot, StateError> {
+        let mut writer = snapshot::SnapshotWriter::default();
+        let mut names: Vec<&StateName> = self.states.keys().collect();
+        names.sort_unstable();
+        for name in names {
+            for (key, value) in &self.states[name] {
+                writer.entry(*name, key, value);
+            }
+        }
+        Ok(LocalSnapshot::Full(writer.finish()))
+    }
+
+    fn restore(&mut self, bytes: &[u8], key_groups: Range<u16>) -> Result<(), StateError> {
+        for (state, key, value) in snapshot::read_entries(bytes, key_groups)? {
+            self.states.entry(state).or_default().insert(key, value);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +180,29 @@ mod tests {
         assert!(backend.entries(2).expect("entries").is_empty());
         let entries = backend.entries(1).expect("entries");
         assert_eq!(entries, [(key(0, b"b"), b"y".to_vec())]);
+    }
+
+    #[test]
+    fn restoring_a_snapshot_keeps_the_owned_key_groups() {
+        let mut backend = MemoryStateBackend::default();
+        backend
+            .put_many(
+                1,
+                vec![
+                    (key(3, b"a"), b"x".to_vec()),
+                    (key(90, b"b"), b"y".to_vec()),
+                ],
+            )
+            .expect("put");
+        let LocalSnapshot::Full(bytes) = backend.snapshot().expect("snapshot");
+        let mut low = MemoryStateBackend::default();
+        low.restore(&bytes, 0..64).expect("restore");
+        assert_eq!(
+            low.entries(1).expect("entries"),
+            [(key(3, b"a"), b"x".to_vec())]
+        );
+        let mut all = MemoryStateBackend::default();
+        all.restore(&bytes, 0..128).expect("restore");
+        assert_eq!(all.entries(1).expect("entries").len(), 2);
     }
 }

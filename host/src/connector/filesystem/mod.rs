@@ -87,10 +87,19 @@ pub(crate) fn open_source(
 pub(crate) fn open_sink(
     table: &TableDef,
     subtask: Subtask,
+    job_tag: Option<&str>,
 ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
     let config = Config::parse(table)?;
     check_subtask(table, subtask)?;
-    sink::open(table, config, subtask)
+    sink::open(table, config, subtask, job_tag)
+}
+
+pub(crate) fn recover_sink(
+    table: &TableDef,
+    pending: &[serde_json::Value],
+    job_tag: &str,
+) -> Result<(), ConnectorError> {
+    sink::recover(&Config::parse(table)?, pending, job_tag)
 }
 
 fn open_source_tuned(

@@ -5,6 +5,12 @@
 //! is `.part-<s>-<n>.<format>.inprogress`, which sources skip as hidden; `finish` flushes it, syncs
 //! it to disk, renames it and syncs the directory, so a reader sees a part file whole or not at all.
 //! A part file is created at the first row: a subtask that writes nothing leaves nothing.
+//!
+//! In a job that takes checkpoints the sink commits in two phases, as Flink's file sink does: at
+//! each barrier the open part file is closed and synced (pending: still hidden, named with the
+//! job's tag, `.part-<s>-<n>.<format>.<tag>.inprogress`); when the checkpoint completes, its
+//! pending files are renamed to their final names. The pending list is in the checkpoint, so
+//! restoring it renames them (if that had not happened) and deletes this job's other hidden files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::BufWriter;
@@ -22,6 +28,7 @@ pub(super) fn open(
     table: &TableDef,
     config: Config,
     subtask: Subtask,
+    job_tag: Option<&str>,
 ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
     if config.format == Format::Csv
         && let Some(field) = table
@@ -54,7 +61,71 @@ pub(super) fn open(
         part: None,
         finished: false,
         failed: false,
+        job_tag: job_tag.map(str::to_string),
+        pending: Vec::new(),
     }))
+}
+
+/// A closed part file waiting for its checkpoint to complete.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Pending {
+    in_progress: PathBuf,
+    target: PathBuf,
+    checkpoint: u64,
+}
+
+/// Commits `pending` (each subtask's list from a restored checkpoint) and deletes every other
+/// hidden file of job `job_tag` in the table's directory.
+pub(super) fn recover(
+    config: &Config,
+    pending: &[serde_json::Value],
+    job_tag: &str,
+) -> Result<(), ConnectorError> {
+    let dir = &config.path;
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut committed = std::collections::HashSet::new();
+    for list in pending {
+        let files: Vec<Pending> =
+            serde_json::from_value(list.clone()).map_err(|e| ConnectorError::Io {
+                path: dir.clone(),
+                message: format!("the checkpoint's list of pending files is unreadable: {e}"),
+            })?;
+        for file in files {
+            commit_file(&file)?;
+            committed.insert(file.in_progress);
+        }
+    }
+    let suffix = format!(".{job_tag}.inprogress");
+    let entries = fs::read_dir(dir).map_err(|e| io_error(dir, &e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io_error(dir, &e))?.path();
+        let ours = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".part-") && n.ends_with(&suffix));
+        if ours && !committed.contains(&path) {
+            // Written after the checkpoint restored: it will be written again.
+            fs::remove_file(&path).map_err(|e| io_error(&path, &e))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Renames a pending file to its final name, unless that was done already.
+fn commit_file(file: &Pending) -> Result<(), ConnectorError> {
+    if file.in_progress.exists() {
+        fs::rename(&file.in_progress, &file.target).map_err(|e| io_error(&file.in_progress, &e))?;
+    } else if !file.target.exists() {
+        return Err(ConnectorError::Io {
+            path: file.in_progress.clone(),
+            message: "a pre-committed part file is missing: the checkpoint's output cannot be \
+                      committed"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 struct FileSink {
@@ -66,6 +137,9 @@ struct FileSink {
     finished: bool,
     /// A write to the part file failed part-way: it must never become visible.
     failed: bool,
+    /// Set when the job takes checkpoints (two-phase commit).
+    job_tag: Option<String>,
+    pending: Vec<Pending>,
 }
 
 /// The part file being written.
@@ -97,8 +171,13 @@ impl FileSink {
         let extension = self.config.format.name();
         for n in 0..u64::from(u32::MAX) {
             let target = dir.join(format!("part-{}-{n}.{extension}", self.subtask));
-            let in_progress =
-                dir.join(format!(".part-{}-{n}.{extension}.inprogress", self.subtask));
+            let in_progress = match &self.job_tag {
+                None => dir.join(format!(".part-{}-{n}.{extension}.inprogress", self.subtask)),
+                Some(tag) => dir.join(format!(
+                    ".part-{}-{n}.{extension}.{tag}.inprogress",
+                    self.subtask
+                )),
+            };
             if target.exists() || in_progress.exists() {
                 continue;
             }
@@ -236,8 +315,46 @@ impl SinkWriter for FileSink {
 
     fn finish(&mut self) -> Result<(), ConnectorError> {
         self.finished = true;
-        let Some(part) = self.part.take() else {
+        let Some((in_progress, target)) = self.close_part()? else {
             return Ok(());
+        };
+        fs::rename(&in_progress, &target).map_err(|e| io_error(&in_progress, &e))?;
+        sync_dir(&self.config.path)
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<Option<serde_json::Value>, ConnectorError> {
+        if let Some((in_progress, target)) = self.close_part()? {
+            self.pending.push(Pending {
+                in_progress,
+                target,
+                checkpoint,
+            });
+        }
+        serde_json::to_value(&self.pending)
+            .map(Some)
+            .map_err(|e| self.other(format!("cannot list the pending files: {e}")))
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<(), ConnectorError> {
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.checkpoint <= checkpoint);
+        self.pending = waiting;
+        if ready.is_empty() {
+            return Ok(());
+        }
+        for file in &ready {
+            commit_file(file)?;
+        }
+        sync_dir(&self.config.path)
+    }
+}
+
+impl FileSink {
+    /// Closes the open part file, synced to disk but still hidden: its (hidden, final) names.
+    fn close_part(&mut self) -> Result<Option<(PathBuf, PathBuf)>, ConnectorError> {
+        let Some(part) = self.part.take() else {
+            return Ok(None);
         };
         if self.failed {
             return Err(ConnectorError::Io {
@@ -271,8 +388,7 @@ impl SinkWriter for FileSink {
         // Durable before visible: data, then the name, then the directory entry.
         file.sync_all().map_err(|e| io_error(&in_progress, &e))?;
         drop(file);
-        fs::rename(&in_progress, &part.target).map_err(|e| io_error(&in_progress, &e))?;
-        sync_dir(&self.config.path)
+        Ok(Some((in_progress, part.target)))
     }
 }
 

@@ -31,6 +31,24 @@ pub(super) struct NexmarkReader {
     pub(super) throttle: Option<Throttle>,
     /// The event indexes of the batch being built; kept to reuse its allocation.
     rows: Vec<u64>,
+    /// After a restore: the events read before the checkpoint, skipped until passed.
+    done: Option<Done>,
+}
+
+/// The events a checkpoint says were read: those of epoch `e` below `next[e % next.len()]`
+/// (each old subtask read its epochs in order, up to its position).
+#[derive(Debug)]
+struct Done {
+    next: Vec<u64>,
+    /// Past this index nothing is done.
+    max: u64,
+}
+
+impl Done {
+    fn contains(&self, index: u64) -> bool {
+        let owner = (index / EPOCH % self.next.len() as u64) as usize;
+        index < self.next[owner]
+    }
 }
 
 impl NexmarkReader {
@@ -92,12 +110,13 @@ impl NexmarkReader {
                 .filter(|_| config.throttle)
                 .map(|_| Throttle { clock, start: None }),
             rows: Vec::new(),
+            done: None,
         })
     }
-}
 
-impl SourceReader for NexmarkReader {
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+    /// The next batch of events (empty when all were read before a restore); `None` at the end.
+    fn next_rows(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        self.skip_done_epochs();
         let first = self.cursor.index();
         if first >= self.limit {
             return Ok(None);
@@ -114,6 +133,9 @@ impl SourceReader for NexmarkReader {
         };
         self.rows.clear();
         self.cursor.take(self.max_rows, bound, &mut self.rows);
+        if let Some(done) = &self.done {
+            self.rows.retain(|&index| !done.contains(index));
+        }
         let columns = self
             .columns
             .iter()
@@ -123,6 +145,72 @@ impl SourceReader for NexmarkReader {
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map(Some)
             .map_err(|e| self.generator.bug(format!("cannot assemble a batch: {e}")))
+    }
+
+    /// Moves the cursor past epochs that a restored checkpoint read entirely.
+    fn skip_done_epochs(&mut self) {
+        let Some(done) = &self.done else {
+            return;
+        };
+        while self.cursor.slot == 0 {
+            let first = self.cursor.index();
+            let last = self.cursor.nth(self.cursor.slots - 1);
+            if first >= done.max || !done.contains(last) || first >= self.limit {
+                break;
+            }
+            self.cursor.epoch = self.cursor.epoch.saturating_add(self.cursor.step);
+        }
+        if self.cursor.index() >= done.max {
+            self.done = None;
+        }
+    }
+}
+
+impl SourceReader for NexmarkReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError> {
+        loop {
+            let batch = self.next_rows()?;
+            // After a restore, a stretch of events may all have been read already.
+            if batch.as_ref().is_none_or(|b| b.num_rows() > 0) {
+                return Ok(batch);
+            }
+        }
+    }
+
+    fn position(&self) -> Result<serde_json::Value, ConnectorError> {
+        Ok(serde_json::json!({ "next": self.cursor.index().min(self.limit) }))
+    }
+
+    fn restore(&mut self, positions: &[Option<serde_json::Value>]) -> Result<(), ConnectorError> {
+        let mut next = Vec::with_capacity(positions.len());
+        for (old, position) in positions.iter().enumerate() {
+            let index = match position {
+                // That subtask had not reached a barrier: it had read nothing.
+                None => 0,
+                Some(p) => p
+                    .get("next")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| {
+                        self.generator.bug(format!(
+                            "subtask {old}'s position is not a nexmark position: {p}"
+                        ))
+                    })?,
+            };
+            next.push(index);
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        let max = next.iter().copied().max().unwrap_or(0);
+        let slowest = next.iter().copied().min().unwrap_or(0);
+        // Paced as if it had run all along: the next event is due now, not after the time
+        // the events before it took.
+        if let Some(throttle) = &mut self.throttle {
+            throttle.start =
+                Instant::now().checked_sub(Duration::from_nanos(throttle.clock.nanos(slowest)));
+        }
+        self.done = Some(Done { next, max });
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use parquet::file::properties::WriterProperties;
 use super::*;
 
 fn sink(table: &TableDef, index: usize) -> Box<dyn crate::connector::SinkWriter> {
-    super::super::open_sink(table, subtask(index, 2)).expect("the sink opens")
+    super::super::open_sink(table, subtask(index, 2), None).expect("the sink opens")
 }
 
 /// The names in `dir`, sorted.

@@ -4,6 +4,8 @@
 //! **Boundary:** the one place that joins SQL, planning, Wasm loading and the runtime; the CLI
 //! (and later the server) drive it.
 
+pub mod checkpoints;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub enum JobError {
     },
     #[error("{0}")]
     Setting(String),
+    #[error("{0}")]
+    Checkpoint(String),
 }
 
 /// `SET` keys Weir knows, with Flink's names.
@@ -46,6 +50,13 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "pipeline.max-parallelism",
     "pipeline.batch-size",
     "table.exec.state.ttl",
+    "execution.checkpointing.interval",
+    "execution.checkpointing.dir",
+    "execution.checkpointing.num-retained",
+    "restart-strategy.type",
+    "restart-strategy.fixed-delay.attempts",
+    "restart-strategy.fixed-delay.delay",
+    "state.backend.type",
 ];
 
 /// Batch or streaming (`execution.runtime-mode`).
@@ -80,6 +91,8 @@ pub enum Outcome {
 /// Called while a job runs (about 10 times a second) and once at its end.
 pub trait Observer {
     fn progress(&mut self, graph: &Graph, stats: &JobStats);
+    /// Something the user should know while the job runs (a restart, a damaged checkpoint).
+    fn notice(&mut self, _message: &str) {}
 }
 
 /// Does nothing: for callers without a display.
@@ -105,6 +118,11 @@ pub struct Session {
     batch_size: usize,
     /// `table.exec.state.ttl`, if set.
     state_ttl_millis: Option<u64>,
+    checkpoints: checkpoints::CheckpointConfig,
+    /// Where jobs keep their checkpoints unless `'execution.checkpointing.dir'` says otherwise.
+    state_dir: Option<PathBuf>,
+    /// Queries run so far: the next one's checkpoints go under `job-<n>`.
+    queries_run: usize,
 }
 
 impl Session {
@@ -119,7 +137,16 @@ impl Session {
             max_parallelism: DEFAULT_MAX_PARALLELISM,
             batch_size: crate::plan::DEFAULT_BATCH_SIZE,
             state_ttl_millis: None,
+            checkpoints: checkpoints::CheckpointConfig::default(),
+            state_dir: None,
+            queries_run: 0,
         }
+    }
+
+    /// Keeps checkpoints under `dir` (a subdirectory per query of the script), so that running
+    /// the same script again resumes where it stopped.
+    pub fn set_state_dir(&mut self, dir: impl Into<PathBuf>) {
+        self.state_dir = Some(dir.into());
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -160,6 +187,82 @@ impl Session {
                 let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
                 self.state_ttl_millis = (millis > 0).then_some(millis);
             }
+            "execution.checkpointing.interval" => {
+                let interval = crate::connector::duration(value).ok_or_else(|| {
+                    JobError::Setting(format!(
+                        "'execution.checkpointing.interval' is a duration such as '10 s' (0 \
+                         turns checkpoints off), not '{value}'"
+                    ))
+                })?;
+                self.checkpoints.interval = (!interval.is_zero()).then_some(interval);
+            }
+            "execution.checkpointing.dir" => {
+                self.checkpoints.dir = Some(if value.contains("://") {
+                    value.to_string()
+                } else {
+                    self.resolve(value).display().to_string()
+                });
+            }
+            "execution.checkpointing.num-retained" => {
+                self.checkpoints.num_retained = parse_count(key, value, 1..=1000)?;
+            }
+            "restart-strategy.type" => {
+                self.checkpoints.restart = match value.to_ascii_lowercase().as_str() {
+                    "none" | "disable" | "off" => checkpoints::RestartStrategy::None,
+                    "fixed-delay" | "fixeddelay" => match self.checkpoints.restart {
+                        r @ checkpoints::RestartStrategy::FixedDelay { .. } => r,
+                        checkpoints::RestartStrategy::None => {
+                            checkpoints::RestartStrategy::FixedDelay {
+                                attempts: 3,
+                                delay: std::time::Duration::from_secs(1),
+                            }
+                        }
+                    },
+                    _ => {
+                        return Err(JobError::Setting(format!(
+                            "'restart-strategy.type' is fixed-delay or none, not '{value}'"
+                        )));
+                    }
+                };
+            }
+            "restart-strategy.fixed-delay.attempts" => {
+                let attempts = parse_count(key, value, 0..=1_000_000)?;
+                let delay = match self.checkpoints.restart {
+                    checkpoints::RestartStrategy::FixedDelay { delay, .. } => delay,
+                    checkpoints::RestartStrategy::None => std::time::Duration::from_secs(1),
+                };
+                self.checkpoints.restart = checkpoints::RestartStrategy::FixedDelay {
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    delay,
+                };
+            }
+            "restart-strategy.fixed-delay.delay" => {
+                let delay = crate::connector::duration(value).ok_or_else(|| {
+                    JobError::Setting(format!(
+                        "'restart-strategy.fixed-delay.delay' is a duration such as '1 s', not \
+                         '{value}'"
+                    ))
+                })?;
+                let attempts = match self.checkpoints.restart {
+                    checkpoints::RestartStrategy::FixedDelay { attempts, .. } => attempts,
+                    checkpoints::RestartStrategy::None => 3,
+                };
+                self.checkpoints.restart =
+                    checkpoints::RestartStrategy::FixedDelay { attempts, delay };
+            }
+            "state.backend.type" => match value.to_ascii_lowercase().as_str() {
+                "hashmap" => {}
+                "rocksdb" => {
+                    return Err(JobError::Setting(
+                        "'state.backend.type' = 'rocksdb' is not built yet; use 'hashmap'".into(),
+                    ));
+                }
+                _ => {
+                    return Err(JobError::Setting(format!(
+                        "'state.backend.type' is hashmap or rocksdb, not '{value}'"
+                    )));
+                }
+            },
             "pipeline.batch-size" => {
                 self.batch_size = parse_count(key, value, 1..=1 << 20)?;
             }
@@ -290,17 +393,35 @@ impl Session {
                 if *explain {
                     return Ok(Outcome::Text(graph.explain()));
                 }
-                let job = crate::runtime::start(graph.clone())?;
-                let stats = job.stats.clone();
-                let mut finish = Box::pin(job.finish());
-                let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
-                let batches = loop {
-                    tokio::select! {
-                        result = &mut finish => break result?,
-                        _ = ticker.tick() => observer.progress(&graph, &stats),
+                let job_index = self.queries_run;
+                self.queries_run += 1;
+                let (batches, stats) = match self.checkpoint_location(job_index)? {
+                    Some((location, interval)) => {
+                        match checkpoints::run(
+                            graph.clone(),
+                            &location,
+                            &self.checkpoints,
+                            interval,
+                            observer,
+                        )
+                        .await?
+                        {
+                            checkpoints::Ended::Ran(batches, stats) => (batches, stats),
+                            checkpoints::Ended::AlreadyFinished { id, location } => {
+                                return Ok(Outcome::Done(format!(
+                                    "this query had finished: its output was committed by \
+                                     checkpoint {id} in {location} (remove that directory to \
+                                     run it again)"
+                                )));
+                            }
+                        }
+                    }
+                    None => {
+                        let job = crate::runtime::start(graph.clone())?;
+                        let stats = job.stats.clone();
+                        (wait(job, &graph, observer).await?, stats)
                     }
                 };
-                observer.progress(&graph, &stats);
                 Ok(match table {
                     Some(table) => Outcome::Inserted {
                         table,
@@ -375,6 +496,58 @@ impl Session {
         });
         self.catalog.add_function(function, create.if_not_exists)?;
         Ok(())
+    }
+}
+
+/// Waits for a job's end, showing progress.
+async fn wait(
+    job: crate::runtime::RunningJob,
+    graph: &Graph,
+    observer: &mut dyn Observer,
+) -> Result<Vec<RecordBatch>, RuntimeError> {
+    let stats = job.stats.clone();
+    let mut finish = Box::pin(job.finish());
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
+    let batches = loop {
+        tokio::select! {
+            result = &mut finish => break result?,
+            _ = ticker.tick() => observer.progress(graph, &stats),
+        }
+    };
+    observer.progress(graph, &stats);
+    Ok(batches)
+}
+
+impl Session {
+    /// Where query `job_index` keeps its checkpoints, and how often it takes them; `None` when
+    /// it takes none (batch mode, or no interval set).
+    fn checkpoint_location(
+        &self,
+        job_index: usize,
+    ) -> Result<Option<(String, std::time::Duration)>, JobError> {
+        let Some(interval) = self.checkpoints.interval else {
+            return Ok(None);
+        };
+        if self.mode == RuntimeMode::Batch {
+            return Ok(None);
+        }
+        let job = format!("job-{job_index}");
+        let location = match (&self.checkpoints.dir, &self.state_dir) {
+            (Some(dir), _) => format!("{}/{job}", dir.trim_end_matches('/')),
+            (None, Some(state_dir)) => state_dir
+                .join(job)
+                .join("checkpoints")
+                .display()
+                .to_string(),
+            (None, None) => {
+                return Err(JobError::Setting(
+                    "'execution.checkpointing.interval' is set but there is nowhere to keep \
+                     checkpoints: set 'execution.checkpointing.dir' (or run with --state-dir)"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Some((location, interval)))
     }
 }
 

@@ -1,0 +1,223 @@
+//! Running a streaming query with checkpoints: where they go, which one to resume from, and
+//! restarting after a failure (`'restart-strategy.*'`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+
+use super::{JobError, Observer};
+use crate::checkpoint::{
+    CheckpointMetadata, CheckpointSettings, CheckpointStorage, completed_checkpoints, operator_ids,
+    verify,
+};
+use crate::plan::{Graph, OperatorSpec};
+use crate::runtime::JobStats;
+
+/// `'restart-strategy.type'`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    None,
+    FixedDelay { attempts: u32, delay: Duration },
+}
+
+/// The checkpoint settings of a session.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// `'execution.checkpointing.interval'`; `None`: no checkpoints.
+    pub interval: Option<Duration>,
+    /// `'execution.checkpointing.dir'`; by default under the state directory.
+    pub dir: Option<String>,
+    /// `'execution.checkpointing.num-retained'`.
+    pub num_retained: usize,
+    pub restart: RestartStrategy,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            interval: None,
+            dir: None,
+            // Two, so that a damaged newest checkpoint leaves one to fall back to.
+            num_retained: 2,
+            restart: RestartStrategy::FixedDelay {
+                attempts: 3,
+                delay: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+/// How a checkpointed run ended.
+pub(super) enum Ended {
+    /// The job ran to its end: the rows of a `SELECT`, and the stats of the last attempt.
+    Ran(Vec<RecordBatch>, Arc<JobStats>),
+    /// The newest checkpoint says the job had finished: nothing ran.
+    AlreadyFinished { id: u64, location: String },
+}
+
+/// Runs `graph` with checkpoints in `location`, resuming from the newest usable one there and
+/// restarting after failures as `config.restart` allows.
+pub(super) async fn run(
+    graph: Arc<Graph>,
+    location: &str,
+    config: &CheckpointConfig,
+    interval: Duration,
+    observer: &mut dyn Observer,
+) -> Result<Ended, JobError> {
+    if let Some(node) = graph.nodes.iter().find(|n| {
+        matches!(
+            n.operator,
+            OperatorSpec::Sort { .. } | OperatorSpec::Limit { .. }
+        )
+    }) {
+        return Err(JobError::Checkpoint(format!(
+            "{} [{}] (ORDER BY, LIMIT) cannot be checkpointed yet: run this query without \
+             'execution.checkpointing.interval'",
+            node.operator.name(),
+            node.id
+        )));
+    }
+    let storage = CheckpointStorage::open(location)
+        .await
+        .map_err(checkpoint_error)?;
+    let mut failures = 0;
+    loop {
+        let restore = newest_usable(&storage, observer).await?;
+        if let Some(metadata) = &restore {
+            check_fits(&graph, metadata, location)?;
+        }
+        let settings = CheckpointSettings {
+            interval,
+            storage: storage.clone(),
+            num_retained: config.num_retained.max(1),
+            job_tag: restore
+                .as_ref()
+                .map_or_else(new_job_tag, |m| m.job_tag.clone()),
+            restore: restore.clone(),
+        };
+        if let Some(metadata) = restore.as_ref().filter(|m| m.finished) {
+            // Its output may not all have been committed when the process stopped.
+            crate::runtime::recover_sinks(&graph, &settings)?;
+            return Ok(Ended::AlreadyFinished {
+                id: metadata.id,
+                location: location.to_string(),
+            });
+        }
+        if let Some(metadata) = &restore {
+            observer.notice(&format!(
+                "resuming from checkpoint {} in {location}",
+                metadata.id
+            ));
+        }
+        let job = crate::runtime::start_with(graph.clone(), Some(settings))?;
+        let stats = job.stats.clone();
+        match super::wait(job, &graph, observer).await {
+            Ok(rows) => return Ok(Ended::Ran(rows, stats)),
+            Err(error) => {
+                let RestartStrategy::FixedDelay { attempts, delay } = config.restart else {
+                    return Err(error.into());
+                };
+                if failures >= attempts {
+                    return Err(JobError::Checkpoint(format!(
+                        "{error} (after {failures} restart(s), 'restart-strategy.fixed-delay.attempts' = {attempts})"
+                    )));
+                }
+                failures += 1;
+                observer.notice(&format!(
+                    "the job failed: {error}; restarting from its last completed checkpoint in \
+                     {delay:?} (restart {failures} of {attempts})"
+                ));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn checkpoint_error(error: crate::checkpoint::CheckpointError) -> JobError {
+    JobError::Checkpoint(error.to_string())
+}
+
+/// The newest completed checkpoint that reads back whole; damaged ones are reported and passed
+/// over. `None` when there is none at all (a first start).
+///
+/// # Errors
+/// Checkpoints exist but none is usable: starting afresh would repeat output, so nothing starts.
+async fn newest_usable(
+    storage: &CheckpointStorage,
+    observer: &mut dyn Observer,
+) -> Result<Option<Arc<CheckpointMetadata>>, JobError> {
+    let (usable, unusable) = completed_checkpoints(storage)
+        .await
+        .map_err(checkpoint_error)?;
+    let mut problems: Vec<String> = unusable
+        .iter()
+        .map(|(id, why)| format!("checkpoint {id}: {why}"))
+        .collect();
+    for problem in &problems {
+        observer.notice(&format!("{problem}; trying an older checkpoint"));
+    }
+    for metadata in usable {
+        match verify(storage, &metadata).await {
+            Ok(()) => return Ok(Some(metadata)),
+            Err(error) => {
+                observer.notice(&format!("{error}; trying an older checkpoint"));
+                problems.push(error.to_string());
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(None);
+    }
+    Err(JobError::Checkpoint(format!(
+        "no usable checkpoint in '{}' ({}); nothing was started. Starting afresh would repeat \
+         output already written: remove the directory to do so deliberately",
+        storage.location(),
+        problems.join("; ")
+    )))
+}
+
+/// Refuses a checkpoint whose state does not belong to this query, naming the operator.
+fn check_fits(
+    graph: &Graph,
+    metadata: &CheckpointMetadata,
+    location: &str,
+) -> Result<(), JobError> {
+    if metadata.max_parallelism != graph.max_parallelism {
+        return Err(JobError::Checkpoint(format!(
+            "checkpoint {} in {location} was taken with 'pipeline.max-parallelism' = {}, not {}: \
+             key groups cannot be reassigned",
+            metadata.id, metadata.max_parallelism, graph.max_parallelism
+        )));
+    }
+    let ids = operator_ids(graph);
+    for operator in &metadata.operators {
+        let holds = operator
+            .subtasks
+            .iter()
+            .any(|s| s.state.is_some() || s.source.is_some() || s.sink.is_some());
+        if holds && !ids.contains(&operator.operator_id) {
+            return Err(JobError::Checkpoint(format!(
+                "checkpoint {} in {location} holds the state of operator {} (id {}), which this \
+                 query does not have: the query changed since the checkpoint was taken",
+                metadata.id, operator.name, operator.operator_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A tag for a job's unfinished output files, unique enough across runs.
+fn new_job_tag() -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{}-{}-{:?}",
+        std::process::id(),
+        crate::runtime::now_millis(),
+        std::time::Instant::now()
+    );
+    Sha256::digest(seed.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
