@@ -39,6 +39,10 @@ pub struct Args {
     /// beside the script.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Let the script's Wasm functions read this directory (at the same path); repeatable.
+    /// Functions get no filesystem otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub allow_read: Vec<PathBuf>,
 }
 
 /// Runs the script.
@@ -63,6 +67,16 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     });
     let mut session = Session::new(runtime, base_dir);
     session.set_state_dir(state_dir);
+    if !args.allow_read.is_empty() {
+        let mut grants = weir_host::wasm::SandboxGrants::default();
+        for dir in &args.allow_read {
+            let absolute = std::fs::canonicalize(dir)
+                .with_context(|| format!("--allow-read {}", dir.display()))?;
+            let seen_as = absolute.display().to_string();
+            grants.read_only_dirs.push((absolute, seen_as));
+        }
+        session.set_grants(grants);
+    }
     for setting in &args.settings {
         let Some((key, value)) = setting.split_once('=') else {
             bail!("--set takes KEY=VALUE, not '{setting}'");

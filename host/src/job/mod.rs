@@ -123,6 +123,8 @@ pub struct Session {
     state_dir: Option<PathBuf>,
     /// Queries run so far: the next one's checkpoints go under `job-<n>`.
     queries_run: usize,
+    /// What every module loaded by `CREATE FUNCTION` may touch (the user's `--allow-*`).
+    grants: crate::wasm::SandboxGrants,
 }
 
 impl Session {
@@ -140,7 +142,13 @@ impl Session {
             checkpoints: checkpoints::CheckpointConfig::default(),
             state_dir: None,
             queries_run: 0,
+            grants: crate::wasm::SandboxGrants::default(),
         }
+    }
+
+    /// Grants every module this session loads these capabilities (nothing by default).
+    pub fn set_grants(&mut self, grants: crate::wasm::SandboxGrants) {
+        self.grants = grants;
     }
 
     /// Keeps checkpoints under `dir` (a subdirectory per query of the script), so that running
@@ -456,7 +464,13 @@ impl Session {
             None => {
                 let module = self
                     .runtime
-                    .load_file(&path, LoadOptions::default())
+                    .load_file(
+                        &path,
+                        LoadOptions {
+                            grants: self.grants.clone(),
+                            ..LoadOptions::default()
+                        },
+                    )
                     .map_err(|source| JobError::Module {
                         function: create.name.clone(),
                         source: Box::new(source),

@@ -637,3 +637,38 @@ fn out_of_orderness_lags_events_within_its_bound() {
         );
     }
 }
+
+#[test]
+fn restored_positions_read_every_event_once_at_any_parallelism() {
+    for kind in ["person", "bid"] {
+        let table = kind_table(kind, &[("events.num", "20011")]);
+        let mut whole = render(&read(&table, &request(0, 1, 333)));
+        whole.sort();
+        for (before, after) in [(2, 2), (2, 1), (2, 3), (3, 2), (1, 4)] {
+            // Each old subtask reads a different share, then a checkpoint takes the positions.
+            let mut seen = Vec::new();
+            let mut positions = Vec::new();
+            for k in 0..before {
+                let mut reader =
+                    super::super::open_source(&table, &request(k, before, 97)).expect("open");
+                for _ in 0..(k * 7 + 3) {
+                    if let Some(batch) = reader.next_batch().expect("batch") {
+                        seen.extend(render(&[batch]));
+                    }
+                }
+                positions.push(Some(reader.position().expect("position")));
+            }
+            for k in 0..after {
+                let mut reader =
+                    super::super::open_source(&table, &request(k, after, 89)).expect("open");
+                reader.restore(&positions).expect("restore");
+                while let Some(batch) = reader.next_batch().expect("batch") {
+                    assert!(batch.num_rows() > 0, "no empty batches");
+                    seen.extend(render(&[batch]));
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, whole, "{kind}: {before} -> {after} subtasks");
+        }
+    }
+}

@@ -63,6 +63,16 @@ fn double(x: i64) -> i64 {
     x * 2
 }
 
+/// Panics on the row where `x == at` while the file `armed` exists (the sandbox must grant
+/// reading its directory), else returns `x`: a failure a test can switch off from outside.
+#[scalar]
+fn explode_while_armed(x: i64, at: i64, armed: &str) -> i64 {
+    if x == at && std::path::Path::new(armed).exists() {
+        panic!("explode_while_armed met {x} while {armed} exists")
+    }
+    x
+}
+
 weir_udf::export!(
-    spin, hog, explode, read_file, env_var, clock, chatty, double
+    spin, hog, explode, read_file, env_var, clock, chatty, double, explode_while_armed
 );

@@ -195,3 +195,60 @@ fn parquet_row_groups_are_shared_among_subtasks() {
     let (batches, _) = read_with(&table, subtask(0, 1), Some(vec![]), 50, SMALL).expect("reads");
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 120);
 }
+
+#[test]
+fn with_checkpoints_output_shows_only_when_its_checkpoint_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let table = table(&out, "csv", &[]);
+    let mut writer = super::super::open_sink(&table, subtask(0, 1), Some("tag1")).expect("opens");
+    writer.write(&sample()).expect("write");
+    let first = writer
+        .pre_commit(1)
+        .expect("pre-commit")
+        .expect("a pending list");
+    writer.write(&sample()).expect("write");
+    writer.pre_commit(2).expect("pre-commit");
+    assert_eq!(
+        names(&out),
+        [
+            ".part-0-0.csv.tag1.inprogress",
+            ".part-0-1.csv.tag1.inprogress"
+        ],
+        "pre-committed output stays hidden"
+    );
+    writer.commit(1).expect("commit");
+    assert_eq!(
+        names(&out),
+        [".part-0-1.csv.tag1.inprogress", "part-0-0.csv"],
+        "checkpoint 1's file only"
+    );
+    // A crash now; the job restarts from checkpoint 1, whose list has only the first file:
+    // the second is discarded, as is a file written after it; another job's file stays.
+    writer.write(&sample()).expect("write");
+    drop(writer);
+    std::fs::write(out.join(".part-0-9.csv.other.inprogress"), "x").expect("write");
+    super::super::recover_sink(&table, &[first], "tag1").expect("recover");
+    assert_eq!(
+        names(&out),
+        [".part-0-9.csv.other.inprogress", "part-0-0.csv"]
+    );
+    // Restarting from checkpoint 2 instead commits its file, even if it had not been renamed.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let out2 = dir2.path().join("out");
+    let table2 = super::table(&out2, "csv", &[]);
+    let mut writer = super::super::open_sink(&table2, subtask(0, 1), Some("t")).expect("opens");
+    writer.write(&sample()).expect("write");
+    let pending = writer
+        .pre_commit(5)
+        .expect("pre-commit")
+        .expect("a pending list");
+    drop(writer);
+    super::super::recover_sink(&table2, std::slice::from_ref(&pending), "t").expect("recover");
+    super::super::recover_sink(&table2, &[pending], "t").expect("recovering twice is fine");
+    assert_eq!(names(&out2), ["part-0-0.csv"]);
+    assert_eq!(
+        std::fs::read_to_string(out2.join("part-0-0.csv")).expect("read"),
+        std::fs::read_to_string(out.join("part-0-0.csv")).expect("read")
+    );
+}

@@ -1,0 +1,360 @@
+//! Exactly-once with checkpoints, in real processes: `weir run` killed with SIGKILL at random
+//! moments and started again with the same command must commit exactly the output of a run
+//! that was never interrupted; a function that traps once must be survived by an in-process
+//! restart.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{built, scratch, script};
+
+/// The job under test: nexmark bids (a generator), a Wasm scalar function, a tumbling-window
+/// aggregation with a Wasm aggregate (weighted_avg), into an append-only file table; then a
+/// regular GROUP BY over the windows' results (an updating result) into a changelog file table.
+/// `throttled`: events come at 20,000 per second (else as fast as they can be made).
+fn job_script(
+    name: &str,
+    dir: &Path,
+    parallelism: usize,
+    (events, throttled): (u64, bool),
+    extra: &str,
+) -> String {
+    let currency = built("currency");
+    let stats = built("stats");
+    let hostile = built("hostile");
+    script(
+        name,
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'parallelism.default' = '{parallelism}';\n\
+             SET 'execution.checkpointing.interval' = '150 ms';\n\
+             {extra}\
+             CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
+               url STRING, dateTime TIMESTAMP(3), extra STRING, \
+               WATERMARK FOR dateTime AS dateTime - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '{events}', \
+               'events.per-second' = '20000', 'events.throttle' = '{throttled}', 'seed' = '11');\n\
+             CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{currency}';\n\
+             CREATE FUNCTION weighted_avg AS 'weighted_avg' LANGUAGE WASM USING JAR '{stats}';\n\
+             CREATE FUNCTION explode_while_armed AS 'explode_while_armed' LANGUAGE WASM \
+               USING JAR '{hostile}';\n\
+             CREATE TABLE windows (auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, \
+               avg_price DOUBLE, cs BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = '{out}/windows', 'format' = 'csv');\n\
+             CREATE TABLE totals (bucket BIGINT, windows BIGINT, bids BIGINT, cs BIGINT, \
+               top_avg DOUBLE) \
+             WITH ('connector' = 'filesystem', 'path' = '{out}/totals', 'format' = 'csv', \
+               'sink.changelog-mode' = 'all');\n\
+             INSERT INTO windows \
+             SELECT auction, window_start, COUNT(*), weighted_avg(CAST(price AS DOUBLE), 1), \
+               SUM(count_char(extra, 'c')) \
+             FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) \
+             WHERE explode_while_armed(auction, 1003, '{armed}') >= 0 \
+             GROUP BY auction, window_start, window_end;\n\
+             INSERT INTO totals \
+             SELECT bucket, COUNT(*), SUM(bids), SUM(cs), MAX(avg_price) FROM ( \
+               SELECT auction % 7 AS bucket, window_start, COUNT(*) AS bids, \
+                 weighted_avg(CAST(price AS DOUBLE), 1) AS avg_price, \
+                 SUM(count_char(extra, 'c')) AS cs \
+               FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '1' SECOND)) \
+               GROUP BY auction % 7, window_start, window_end) \
+             GROUP BY bucket;\n",
+            out = dir.display(),
+            armed = dir.join("trap/armed").display(),
+        ),
+    )
+}
+
+fn command(script: &str, dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command
+        .args(["run", script, "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--allow-read")
+        .arg(dir.join("trap"))
+        .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .stdout(Stdio::null());
+    command
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("trap")).expect("dir");
+    dir
+}
+
+/// Every committed row of a table: the csv part files' lines, sorted.
+fn committed_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for entry in entries {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("part-") {
+            let text = std::fs::read_to_string(&path).expect("read part");
+            rows.extend(text.lines().map(str::to_string));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// A changelog (`op,key,values...`) applied: the final rows by key. Panics on a change that
+/// does not fit (a retraction of a row that is not there: a duplicate or a lost row).
+fn apply_changelog(ordered: Vec<String>) -> BTreeMap<String, String> {
+    let mut table = BTreeMap::new();
+    for line in ordered {
+        let (op, rest) = line.split_once(',').expect("op column");
+        let (key, values) = rest.split_once(',').expect("key column");
+        match op {
+            "+I" | "+U" => {
+                assert!(
+                    table.insert(key.to_string(), values.to_string()).is_none(),
+                    "{op} of key {key} which is already there: {line}"
+                );
+            }
+            "-U" | "-D" => {
+                assert_eq!(
+                    table.remove(key).as_deref(),
+                    Some(values),
+                    "{op} of a row that is not there: {line}"
+                );
+            }
+            _ => panic!("unknown row kind in {line}"),
+        }
+    }
+    table
+}
+
+/// The committed changelog in commit order: part files by (number, subtask), lines in order.
+/// (One key's changes all come from one subtask, in order, so this order is right per key.)
+fn changelog_in_order(dir: &Path) -> Vec<String> {
+    let mut parts: Vec<(u64, u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("totals dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(rest) = name.strip_prefix("part-") {
+            let mut numbers = rest.trim_end_matches(".csv").split('-');
+            let subtask: u64 = numbers
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("subtask");
+            let number: u64 = numbers.next().and_then(|n| n.parse().ok()).expect("number");
+            parts.push((number, subtask, path));
+        }
+    }
+    parts.sort();
+    let mut lines = Vec::new();
+    for (_, _, path) in parts {
+        let text = std::fs::read_to_string(&path).expect("read part");
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines
+}
+
+/// What a finished job committed: the window rows, and the totals table after applying its
+/// changelog.
+fn results(dir: &Path) -> (Vec<String>, BTreeMap<String, String>) {
+    let windows = committed_rows(&dir.join("windows"));
+    let totals = apply_changelog(changelog_in_order(&dir.join("totals")));
+    (windows, totals)
+}
+
+/// A small deterministic generator for kill moments (its seed is printed to replay a failure).
+struct Moments(u64);
+
+impl Moments {
+    fn next_millis(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
+/// Runs the job uninterrupted, then again killed with SIGKILL at random moments at least
+/// `kills` times (restarted each time with the same command), and compares what each committed.
+fn crash_and_compare(name: &str, parallelism: usize) {
+    let reference = fresh_dir(&format!("{name}-reference"));
+    let events = 100_000;
+    let text = job_script(
+        &format!("{name}-reference.sql"),
+        &reference,
+        parallelism,
+        (events, false),
+        "",
+    );
+    let status = command(&text, &reference).status().expect("run");
+    assert!(status.success(), "the uninterrupted run failed");
+    let expected = results(&reference);
+    assert!(
+        expected.0.len() > 1_000,
+        "too few window rows: {}",
+        expected.0.len()
+    );
+    assert_eq!(
+        expected.1.len(),
+        7,
+        "one total per bucket: {:?}",
+        expected.1
+    );
+
+    let crashed = fresh_dir(&format!("{name}-crashed"));
+    let text = job_script(
+        &format!("{name}-crashed.sql"),
+        &crashed,
+        parallelism,
+        (events, true),
+        "",
+    );
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("{name}: kill moments seeded with {seed}");
+    let mut moments = Moments(seed);
+    let mut kills = 0;
+    let mut runs = 0;
+    let mut resumed = 0;
+    loop {
+        runs += 1;
+        assert!(runs < 40, "the job never finished after {kills} kills");
+        let mut child = command(&text, &crashed)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start weir");
+        let deadline = Instant::now() + Duration::from_millis(moments.next_millis(400, 2_500));
+        let mut exited = None;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait") {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match exited {
+            Some(status) => {
+                let mut stderr = String::new();
+                let _ = child
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut stderr);
+                assert!(status.success(), "a run failed: {stderr}");
+                if kills >= 5 {
+                    break;
+                }
+                // It finished before its kill: start over from scratch until enough kills.
+                panic!(
+                    "{name}: the job finished after only {kills} kills; make it longer ({stderr})"
+                );
+            }
+            None if kills >= 5 => {
+                // Enough kills: let this run finish.
+                let status = child.wait().expect("wait");
+                assert!(status.success(), "the last run failed");
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                kills += 1;
+                let mut stderr = String::new();
+                let _ = child
+                    .stderr
+                    .take()
+                    .expect("stderr")
+                    .read_to_string(&mut stderr);
+                resumed += stderr.matches("resuming from checkpoint").count();
+            }
+        }
+    }
+    let got = results(&crashed);
+    assert_eq!(
+        got.0.len(),
+        expected.0.len(),
+        "window rows: lost or duplicated"
+    );
+    assert_eq!(got.0, expected.0, "window rows differ");
+    assert_eq!(got.1, expected.1, "totals differ");
+    // Nothing left hidden: every pre-committed file was committed or discarded.
+    for table in ["windows", "totals"] {
+        for entry in std::fs::read_dir(crashed.join(table)).expect("dir") {
+            let name = entry.expect("entry").file_name();
+            let name = name.to_string_lossy();
+            assert!(
+                !name.ends_with(".inprogress"),
+                "{table}: {name} left behind"
+            );
+        }
+    }
+}
+
+#[test]
+fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_1() {
+    crash_and_compare("crash-p1", 1);
+}
+
+#[test]
+fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_2() {
+    crash_and_compare("crash-p2", 2);
+}
+
+#[test]
+fn a_function_that_traps_once_is_survived_by_an_in_process_restart() {
+    let reference = fresh_dir("trap-reference");
+    let events = 30_000;
+    let text = job_script("trap-reference.sql", &reference, 2, (events, false), "");
+    assert!(command(&text, &reference).status().expect("run").success());
+    let expected = results(&reference);
+
+    let dir = fresh_dir("trap");
+    let armed = dir.join("trap/armed");
+    std::fs::write(&armed, "").expect("arm");
+    let text = job_script(
+        "trap.sql",
+        &dir,
+        2,
+        (events, true),
+        "SET 'restart-strategy.type' = 'fixed-delay';\n\
+         SET 'restart-strategy.fixed-delay.delay' = '1 s';\n",
+    );
+    let mut child = command(&text, &dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    // Disarm as soon as the restart is announced: the restarted job gets past the row.
+    while !text.contains("restarting") {
+        let read = stderr.read(&mut buffer).expect("read stderr");
+        assert!(read > 0, "the job ended without a restart:\n{text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    std::fs::remove_file(&armed).expect("disarm");
+    let _ = stderr.read_to_string(&mut text);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("explode_while_armed"),
+        "the trap is named:\n{text}"
+    );
+    assert_eq!(text.matches("restarting").count(), 1, "{text}");
+    let got = results(&dir);
+    assert_eq!(got.0, expected.0, "window rows differ");
+    assert_eq!(got.1, expected.1, "totals differ");
+}
