@@ -282,6 +282,12 @@ fn crash_and_compare(name: &str, parallelism: usize) {
             }
         }
     }
+    // Most runs after a kill resume from a checkpoint (one killed before its first checkpoint
+    // starts that query afresh, which is right too).
+    assert!(
+        resumed >= 2,
+        "{name}: only {resumed} of {kills} restarts resumed a checkpoint"
+    );
     let got = results(&crashed);
     assert_eq!(
         got.0.len(),
