@@ -43,6 +43,13 @@ pub struct Args {
     /// Functions get no filesystem otherwise.
     #[arg(long, value_name = "DIR")]
     pub allow_read: Vec<PathBuf>,
+    /// Start the first query with checkpoints from this savepoint (a directory that `weir run`
+    /// printed when it stopped), at this run's parallelism.
+    #[arg(long, value_name = "PATH")]
+    pub from_savepoint: Option<String>,
+    /// On SIGTERM or Ctrl-C, stop at once instead of taking a savepoint first.
+    #[arg(long)]
+    pub no_savepoint: bool,
 }
 
 /// Runs the script.
@@ -89,11 +96,39 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(parallelism) = args.parallelism {
         session.set("parallelism.default", &parallelism.to_string())?;
     }
+    if let Some(savepoint) = &args.from_savepoint {
+        session.set_from_savepoint(savepoint.clone());
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("weir-worker")
         .build()
         .context("cannot start the runtime")?;
+    if !args.no_savepoint {
+        let (stop, stop_signal) = tokio::sync::watch::channel(false);
+        session.set_stop_signal(stop_signal);
+        let can_savepoint = session.can_savepoint();
+        tokio.spawn(async move {
+            let Ok(mut terminate) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                // Nothing to save, or asked twice: stop now.
+                if !can_savepoint.load(Ordering::SeqCst) || *stop.borrow() {
+                    eprintln!("stopped");
+                    std::process::exit(130);
+                }
+                eprintln!("stopping with a savepoint (send the signal again to stop at once)");
+                stop.send_replace(true);
+            }
+        });
+    }
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     for statement in &statements {
         let outcome = tokio.block_on(session.execute(statement, &text, &mut progress));
@@ -113,6 +148,11 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
         };
         match outcome {
             Outcome::Done(message) => eprintln!("{message}"),
+            Outcome::Stopped { savepoint } => {
+                eprintln!("stopped with a savepoint; resume with --from-savepoint {savepoint}");
+                println!("{savepoint}");
+                return Ok(());
+            }
             Outcome::Text(text) => {
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes())?;

@@ -15,13 +15,7 @@ use super::{built, scratch, script};
 /// aggregation with a Wasm aggregate (weighted_avg), into an append-only file table; then a
 /// regular GROUP BY over the windows' results (an updating result) into a changelog file table.
 /// `throttled`: events come at 20,000 per second (else as fast as they can be made).
-fn job_script(
-    name: &str,
-    dir: &Path,
-    parallelism: usize,
-    (events, throttled): (u64, bool),
-    extra: &str,
-) -> String {
+fn job_script(name: &str, dir: &Path, (events, throttled): (u64, bool), extra: &str) -> String {
     let currency = built("currency");
     let stats = built("stats");
     let hostile = built("hostile");
@@ -29,7 +23,6 @@ fn job_script(
         name,
         &format!(
             "SET 'execution.runtime-mode' = 'streaming';\n\
-             SET 'parallelism.default' = '{parallelism}';\n\
              SET 'execution.checkpointing.interval' = '150 ms';\n\
              {extra}\
              CREATE TABLE bid (auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
@@ -68,10 +61,11 @@ fn job_script(
     )
 }
 
-fn command(script: &str, dir: &Path) -> Command {
+/// `weir run script -p parallelism`, keeping its state under `dir/state`.
+fn command(script: &str, dir: &Path, parallelism: usize) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
     command
-        .args(["run", script, "--state-dir"])
+        .args(["run", script, "-p", &parallelism.to_string(), "--state-dir"])
         .arg(dir.join("state"))
         .arg("--allow-read")
         .arg(dir.join("trap"))
@@ -194,11 +188,12 @@ fn crash_and_compare(name: &str, parallelism: usize) {
     let text = job_script(
         &format!("{name}-reference.sql"),
         &reference,
-        parallelism,
         (events, false),
         "",
     );
-    let status = command(&text, &reference).status().expect("run");
+    let status = command(&text, &reference, parallelism)
+        .status()
+        .expect("run");
     assert!(status.success(), "the uninterrupted run failed");
     let expected = results(&reference);
     assert!(
@@ -214,13 +209,7 @@ fn crash_and_compare(name: &str, parallelism: usize) {
     );
 
     let crashed = fresh_dir(&format!("{name}-crashed"));
-    let text = job_script(
-        &format!("{name}-crashed.sql"),
-        &crashed,
-        parallelism,
-        (events, true),
-        "",
-    );
+    let text = job_script(&format!("{name}-crashed.sql"), &crashed, (events, true), "");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -232,7 +221,7 @@ fn crash_and_compare(name: &str, parallelism: usize) {
     loop {
         runs += 1;
         assert!(runs < 40, "the job never finished after {kills} kills");
-        let mut child = command(&text, &crashed)
+        let mut child = command(&text, &crashed, parallelism)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start weir");
@@ -323,8 +312,13 @@ fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_2() {
 fn a_function_that_traps_once_is_survived_by_an_in_process_restart() {
     let reference = fresh_dir("trap-reference");
     let events = 30_000;
-    let text = job_script("trap-reference.sql", &reference, 2, (events, false), "");
-    assert!(command(&text, &reference).status().expect("run").success());
+    let text = job_script("trap-reference.sql", &reference, (events, false), "");
+    assert!(
+        command(&text, &reference, 2)
+            .status()
+            .expect("run")
+            .success()
+    );
     let expected = results(&reference);
 
     let dir = fresh_dir("trap");
@@ -333,12 +327,11 @@ fn a_function_that_traps_once_is_survived_by_an_in_process_restart() {
     let text = job_script(
         "trap.sql",
         &dir,
-        2,
         (events, true),
         "SET 'restart-strategy.type' = 'fixed-delay';\n\
          SET 'restart-strategy.fixed-delay.delay' = '1 s';\n",
     );
-    let mut child = command(&text, &dir)
+    let mut child = command(&text, &dir, 2)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start weir");
@@ -363,4 +356,211 @@ fn a_function_that_traps_once_is_survived_by_an_in_process_restart() {
     let got = results(&dir);
     assert_eq!(got.0, expected.0, "window rows differ");
     assert_eq!(got.1, expected.1, "totals differ");
+}
+
+/// The committed results of an uninterrupted run of [`job_script`] over `events` events.
+fn reference_results(name: &str, events: u64) -> (Vec<String>, BTreeMap<String, String>) {
+    let dir = fresh_dir(name);
+    let text = job_script(&format!("{name}.sql"), &dir, (events, false), "");
+    let out = command(&text, &dir, 2).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    results(&dir)
+}
+
+/// Starts `weir run`, waits `after`, sends SIGTERM, and returns (stdout, stderr, success).
+fn stop_with_signal(mut command: Command, after: Duration) -> (String, String, bool) {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    std::thread::sleep(after);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn stopped_with_a_savepoint_at_parallelism_2_the_job_resumes_at_1_and_at_4() {
+    let events = 100_000;
+    let expected = reference_results("rescale-reference", events);
+    for parallelism in [1, 4] {
+        let dir = fresh_dir(&format!("rescale-{parallelism}"));
+        let text = job_script(
+            &format!("rescale-{parallelism}.sql"),
+            &dir,
+            (events, true),
+            "",
+        );
+        let (stdout, stderr, ok) =
+            stop_with_signal(command(&text, &dir, 2), Duration::from_millis(2_500));
+        assert!(ok, "the stop failed: {stderr}");
+        assert!(stderr.contains("stopped with a savepoint"), "{stderr}");
+        let savepoint = stdout.trim().to_string();
+        assert!(
+            Path::new(&savepoint).join("_metadata").is_file(),
+            "no savepoint at {savepoint:?}: {stderr}"
+        );
+        let stopped = committed_rows(&dir.join("windows"));
+        assert!(
+            stopped.len() < expected.0.len(),
+            "the job had finished before the signal"
+        );
+        let out = command(&text, &dir, parallelism)
+            .args(["--from-savepoint", &savepoint])
+            .output()
+            .expect("resume");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("resuming from savepoint"), "{stderr}");
+        let got = results(&dir);
+        assert_eq!(
+            got.0, expected.0,
+            "window rows at parallelism {parallelism}"
+        );
+        assert_eq!(got.1, expected.1, "totals at parallelism {parallelism}");
+    }
+}
+
+/// Kills the job once it has completed a few checkpoints; its state dir then holds them.
+fn killed_midway(name: &str) -> (PathBuf, String) {
+    let dir = fresh_dir(name);
+    let text = job_script(&format!("{name}.sql"), &dir, (100_000, true), "");
+    let mut child = command(&text, &dir, 2).spawn().expect("start");
+    std::thread::sleep(Duration::from_millis(2_000));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    (dir, text)
+}
+
+/// The completed checkpoints of the first query, newest first.
+fn checkpoints_of(dir: &Path) -> Vec<PathBuf> {
+    let root = dir.join("state/job-0/checkpoints");
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&root)
+        .expect("checkpoints")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let id = path
+                .file_name()?
+                .to_str()?
+                .strip_prefix("chk-")?
+                .parse()
+                .ok()?;
+            path.join("_metadata").is_file().then_some((id, path))
+        })
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn state_files(checkpoint: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(checkpoint)
+        .expect("checkpoint dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "state"))
+        .collect()
+}
+
+#[test]
+fn a_damaged_newest_checkpoint_is_reported_and_the_one_before_is_used() {
+    let (dir, text) = killed_midway("damaged-newest");
+    let checkpoints = checkpoints_of(&dir);
+    assert!(checkpoints.len() >= 2, "two retained: {checkpoints:?}");
+    let newest = state_files(&checkpoints[0]);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest[0])
+        .expect("open");
+    file.set_len(10).expect("truncate");
+    let out = command(&text, &dir, 2).output().expect("resume");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("(truncated?)"), "{stderr}");
+    assert!(stderr.contains("trying an older checkpoint"), "{stderr}");
+    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+}
+
+#[test]
+fn with_no_usable_checkpoint_nothing_starts() {
+    let (dir, text) = killed_midway("none-usable");
+    for checkpoint in checkpoints_of(&dir) {
+        for file in state_files(&checkpoint) {
+            std::fs::remove_file(file).expect("delete");
+        }
+    }
+    let before = committed_rows(&dir.join("windows"));
+    let out = command(&text, &dir, 2).output().expect("resume");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no usable checkpoint"), "{stderr}");
+    assert!(stderr.contains("is missing"), "{stderr}");
+    assert_eq!(committed_rows(&dir.join("windows")), before, "nothing ran");
+}
+
+#[test]
+fn state_of_another_query_is_refused_naming_the_operator() {
+    let (dir, text) = killed_midway("other-query");
+    // The same tables, another aggregation: the window aggregate's state does not fit it.
+    let changed = std::fs::read_to_string(&text).expect("script").replacen(
+        "weighted_avg(CAST(price AS DOUBLE), 1)",
+        "weighted_avg(CAST(price AS DOUBLE), 2)",
+        1,
+    );
+    let changed_path = script("other-query-changed.sql", &changed);
+    let out = command(&changed_path, &dir, 2).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds the state of operator WindowAggregate"),
+        "{stderr}"
+    );
+    // A savepoint of it given to the changed query: refused the same way.
+    let (stdout, stderr, ok) = stop_with_signal(
+        command(&text, &fresh_dir("other-query-savepoint"), 2),
+        Duration::from_millis(2_000),
+    );
+    assert!(ok, "{stderr}");
+    let out = command(&changed_path, &fresh_dir("other-query-restore"), 2)
+        .args(["--from-savepoint", stdout.trim()])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds the state of operator WindowAggregate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unusable_checkpoint_directory_fails_before_anything_runs() {
+    let dir = fresh_dir("unwritable");
+    std::fs::write(dir.join("a-file"), "not a directory").expect("write");
+    let text = job_script(
+        "unwritable.sql",
+        &dir,
+        (1_000, false),
+        &format!(
+            "SET 'execution.checkpointing.dir' = '{}';\n",
+            dir.join("a-file/checkpoints").display()
+        ),
+    );
+    let out = command(&text, &dir, 1).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("a-file/checkpoints"), "{stderr}");
+    assert!(stderr.contains("cannot create it"), "{stderr}");
+    assert!(committed_rows(&dir.join("windows")).is_empty());
 }

@@ -2,6 +2,9 @@
 //! writes the metadata of a complete one, tells the sinks to commit, and deletes what retention
 //! no longer keeps. One checkpoint is in flight at a time.
 //!
+//! When the user asks to stop, the next checkpoint is a savepoint (kept apart, never deleted by
+//! retention); once it is complete and the sinks have committed it, the job stops.
+//!
 //! A subtask that has finished (its input ended) takes part in every later checkpoint with its
 //! last word ([`Report::Finished`]); when every subtask has finished, a last checkpoint marked
 //! `finished` commits the job's final output.
@@ -17,6 +20,7 @@ use super::metadata::{
     CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorSnapshot, SubtaskSnapshot,
 };
 use super::{CheckpointError, CheckpointSettings, CheckpointStats, checkpoint_dir};
+use crate::runtime::Barrier;
 
 /// A subtask: (node, subtask index).
 pub type TaskId = (usize, usize);
@@ -58,19 +62,29 @@ pub struct NodeInfo {
 #[derive(Debug)]
 pub struct Channels {
     /// The last checkpoint triggered (sources inject its barrier).
-    pub triggers: watch::Receiver<u64>,
+    pub triggers: watch::Receiver<Barrier>,
     /// The last checkpoint completed (sinks commit up to it).
-    pub completed: watch::Receiver<u64>,
+    pub completed: watch::Receiver<Completed>,
     pub reports: mpsc::UnboundedSender<Report>,
+}
+
+/// The last checkpoint completed, and whether the job stops with it (a savepoint asked for):
+/// sinks commit up to it, then, if so, end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completed {
+    pub id: u64,
+    pub stop: bool,
 }
 
 pub struct Coordinator {
     settings: CheckpointSettings,
     nodes: Vec<NodeInfo>,
     max_parallelism: usize,
-    triggers: watch::Sender<u64>,
-    completed: watch::Sender<u64>,
+    triggers: watch::Sender<Barrier>,
+    completed: watch::Sender<Completed>,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// The user asked to stop: the next checkpoint is a savepoint, and the last.
+    stopping: bool,
     finished: HashMap<TaskId, SubtaskSnapshot>,
     in_flight: Option<InFlight>,
     last_id: u64,
@@ -87,6 +101,7 @@ impl std::fmt::Debug for Coordinator {
 
 struct InFlight {
     id: u64,
+    savepoint: bool,
     started: Instant,
     acks: HashMap<TaskId, (SubtaskSnapshot, AckFigures)>,
 }
@@ -100,8 +115,14 @@ impl Coordinator {
         last_id: u64,
         stats: Arc<Mutex<Vec<CheckpointStats>>>,
     ) -> (Self, Channels) {
-        let (triggers, trigger_rx) = watch::channel(last_id);
-        let (completed, completed_rx) = watch::channel(last_id);
+        let (triggers, trigger_rx) = watch::channel(Barrier {
+            id: last_id,
+            savepoint: false,
+        });
+        let (completed, completed_rx) = watch::channel(Completed {
+            id: last_id,
+            stop: false,
+        });
         let (report_tx, reports) = mpsc::unbounded_channel();
         (
             Self {
@@ -111,6 +132,7 @@ impl Coordinator {
                 triggers,
                 completed,
                 reports,
+                stopping: false,
                 finished: HashMap::new(),
                 in_flight: None,
                 last_id,
@@ -129,42 +151,57 @@ impl Coordinator {
     }
 
     /// Runs until every task has finished and the last checkpoint is written, or the tasks are
-    /// gone (the job failed or was cancelled).
+    /// gone (the job failed or was cancelled), or a savepoint the user asked for is complete:
+    /// then its location.
     ///
     /// # Errors
     /// Metadata that cannot be written: the job cannot promise exactly-once output any more.
-    pub async fn run(mut self) -> Result<(), CheckpointError> {
+    pub async fn run(mut self) -> Result<Option<String>, CheckpointError> {
         let mut ticker = tokio::time::interval_at(
             tokio::time::Instant::now() + self.settings.interval,
             self.settings.interval,
         );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = self.settings.stop.clone();
         loop {
             tokio::select! {
                 report = self.reports.recv() => {
-                    let Some(report) = report else { return Ok(()) };
+                    let Some(report) = report else { return Ok(None) };
                     self.on_report(report);
                 }
                 _ = ticker.tick() => {
+                    if self.in_flight.is_none() && !self.stopping {
+                        self.trigger(false);
+                    }
+                }
+                Some(()) = stop_requested(&mut stop) => {
+                    self.stopping = true;
+                    stop = None;
                     if self.in_flight.is_none() {
-                        self.trigger();
+                        self.trigger(true);
                     }
                 }
             }
-            if self.try_complete().await? {
-                return Ok(());
+            match self.try_complete().await? {
+                Step::Running => {}
+                Step::Finished => return Ok(None),
+                Step::Stopped(location) => return Ok(Some(location)),
             }
         }
     }
 
-    fn trigger(&mut self) {
+    fn trigger(&mut self, savepoint: bool) {
         self.last_id += 1;
         self.in_flight = Some(InFlight {
             id: self.last_id,
+            savepoint,
             started: Instant::now(),
             acks: HashMap::new(),
         });
-        self.triggers.send_replace(self.last_id);
+        self.triggers.send_replace(Barrier {
+            id: self.last_id,
+            savepoint,
+        });
     }
 
     fn on_report(&mut self, report: Report) {
@@ -189,19 +226,20 @@ impl Coordinator {
     }
 
     /// Completes the checkpoint in flight if every task has answered for it, or writes the last
-    /// one when every task has finished. `true` when the job is over.
-    async fn try_complete(&mut self) -> Result<bool, CheckpointError> {
+    /// one when every task has finished.
+    async fn try_complete(&mut self) -> Result<Step, CheckpointError> {
         let all_finished = self.finished.len() == self.task_count();
         if all_finished && self.in_flight.is_none() {
             self.last_id += 1;
             self.in_flight = Some(InFlight {
                 id: self.last_id,
+                savepoint: self.stopping,
                 started: Instant::now(),
                 acks: HashMap::new(),
             });
         }
         let Some(in_flight) = &self.in_flight else {
-            return Ok(false);
+            return Ok(Step::Running);
         };
         let answered = in_flight.acks.len()
             + self
@@ -210,20 +248,32 @@ impl Coordinator {
                 .filter(|task| !in_flight.acks.contains_key(task))
                 .count();
         if answered < self.task_count() {
-            return Ok(false);
+            return Ok(Step::Running);
         }
         let Some(in_flight) = self.in_flight.take() else {
-            return Ok(false);
+            return Ok(Step::Running);
         };
-        self.complete(in_flight, all_finished).await?;
-        Ok(all_finished)
+        let savepoint = in_flight.savepoint;
+        let location = self.complete(in_flight, all_finished).await?;
+        if savepoint {
+            return Ok(Step::Stopped(location));
+        }
+        if all_finished {
+            return Ok(Step::Finished);
+        }
+        // A stop was asked while a checkpoint was in flight: the savepoint comes next.
+        if self.stopping {
+            self.trigger(true);
+        }
+        Ok(Step::Running)
     }
 
+    /// Writes the metadata of a complete checkpoint, then lets sinks commit; its location.
     async fn complete(
         &mut self,
         in_flight: InFlight,
         finished: bool,
-    ) -> Result<(), CheckpointError> {
+    ) -> Result<String, CheckpointError> {
         let mut figures = CheckpointStats {
             id: in_flight.id,
             finished,
@@ -270,7 +320,7 @@ impl Coordinator {
         let metadata = CheckpointMetadata {
             format_version: FORMAT_VERSION,
             id: in_flight.id,
-            savepoint: false,
+            savepoint: in_flight.savepoint,
             finished,
             job_tag: self.settings.job_tag.clone(),
             max_parallelism: self.max_parallelism,
@@ -281,17 +331,48 @@ impl Coordinator {
             location: self.settings.storage.location().to_string(),
             message: format!("cannot encode checkpoint metadata: {e}"),
         })?;
-        let name = format!("{}/{METADATA_FILE}", checkpoint_dir(in_flight.id));
-        self.settings.storage.put(&name, Bytes::from(json)).await?;
+        let dir = checkpoint_dir(in_flight.id, in_flight.savepoint);
+        self.settings
+            .storage
+            .put(&format!("{dir}/{METADATA_FILE}"), Bytes::from(json))
+            .await?;
         figures.duration = in_flight.started.elapsed();
         if let Ok(mut stats) = self.stats.lock() {
             stats.push(figures);
         }
         // Only now may sinks make their output visible.
-        self.completed.send_replace(in_flight.id);
-        self.retain(in_flight.id).await
+        self.completed.send_replace(Completed {
+            id: in_flight.id,
+            stop: in_flight.savepoint,
+        });
+        if !in_flight.savepoint {
+            self.retain(in_flight.id).await?;
+        }
+        Ok(format!(
+            "{}/{dir}",
+            self.settings.storage.location().trim_end_matches('/')
+        ))
     }
+}
 
+enum Step {
+    Running,
+    Finished,
+    /// A savepoint the user asked for is complete, at this location.
+    Stopped(String),
+}
+
+/// Resolves once the stop flag turns true (never if there is none, or its sender is gone).
+async fn stop_requested(stop: &mut Option<watch::Receiver<bool>>) -> Option<()> {
+    if let Some(receiver) = stop
+        && receiver.wait_for(|&stop| stop).await.is_ok()
+    {
+        return Some(());
+    }
+    std::future::pending().await
+}
+
+impl Coordinator {
     /// Deletes completed checkpoints beyond the newest `num_retained`, and abandoned ones.
     async fn retain(&self, newest: u64) -> Result<(), CheckpointError> {
         let storage = &self.settings.storage;
@@ -305,14 +386,14 @@ impl Coordinator {
         let mut kept = 1;
         for id in ids {
             let complete = storage
-                .size(&format!("{}/{METADATA_FILE}", checkpoint_dir(id)))
+                .size(&format!("{}/{METADATA_FILE}", checkpoint_dir(id, false)))
                 .await?
                 .is_some();
             if complete && kept < self.settings.num_retained {
                 kept += 1;
                 continue;
             }
-            storage.delete_all(&checkpoint_dir(id)).await?;
+            storage.delete_all(&checkpoint_dir(id, false)).await?;
         }
         Ok(())
     }

@@ -47,8 +47,43 @@ pub struct CheckpointSettings {
     pub num_retained: usize,
     /// Names the job's in-progress output files; kept across restarts.
     pub job_tag: String,
-    /// The checkpoint to restore, if any.
-    pub restore: Option<Arc<CheckpointMetadata>>,
+    /// The checkpoint or savepoint to restore, if any.
+    pub restore: Option<Arc<Restore>>,
+    /// Turns true when the user asks the job to stop with a savepoint.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// A completed checkpoint or savepoint to start from: its metadata, and where its files are
+/// (state file names in the metadata are relative to `dir` in `storage`).
+#[derive(Debug)]
+pub struct Restore {
+    pub storage: CheckpointStorage,
+    pub dir: String,
+    pub metadata: CheckpointMetadata,
+}
+
+impl Restore {
+    /// The storage name of a file of this checkpoint.
+    pub fn file(&self, name: &str) -> String {
+        if self.dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.dir)
+        }
+    }
+
+    /// Where it is, for messages.
+    pub fn location(&self) -> String {
+        if self.dir.is_empty() {
+            self.storage.location().to_string()
+        } else {
+            format!(
+                "{}/{}",
+                self.storage.location().trim_end_matches('/'),
+                self.dir
+            )
+        }
+    }
 }
 
 /// Figures of one completed checkpoint.
@@ -68,9 +103,36 @@ pub struct CheckpointStats {
     pub finished: bool,
 }
 
-/// The directory of checkpoint `id` in the storage.
-pub fn checkpoint_dir(id: u64) -> String {
-    format!("chk-{id}")
+/// The directory of checkpoint `id` (or savepoint) in the storage.
+pub fn checkpoint_dir(id: u64, savepoint: bool) -> String {
+    if savepoint {
+        format!("savepoint-{id}")
+    } else {
+        format!("chk-{id}")
+    }
+}
+
+/// Reads the savepoint (or checkpoint) directory `location` given by the user.
+///
+/// # Errors
+/// Not a directory holding readable metadata of this format.
+pub async fn load_savepoint(location: &str) -> Result<Restore, CheckpointError> {
+    let storage = CheckpointStorage::open_existing(location).await?;
+    let unusable = |message: String| {
+        CheckpointError::Restore(format!("'{location}' is not a usable savepoint: {message}"))
+    };
+    let bytes = storage
+        .get(metadata::METADATA_FILE)
+        .await?
+        .ok_or_else(|| unusable(format!("it has no {} file", metadata::METADATA_FILE)))?;
+    let metadata = CheckpointMetadata::parse(&bytes).map_err(unusable)?;
+    let restore = Restore {
+        storage,
+        dir: String::new(),
+        metadata,
+    };
+    verify(&restore).await?;
+    Ok(restore)
 }
 
 /// The completed checkpoints in `storage`, newest first, each read and checked; a checkpoint that
@@ -80,7 +142,7 @@ pub fn checkpoint_dir(id: u64) -> String {
 /// The storage cannot be listed.
 pub async fn completed_checkpoints(
     storage: &CheckpointStorage,
-) -> Result<(Vec<Arc<CheckpointMetadata>>, Vec<(u64, String)>), CheckpointError> {
+) -> Result<(Vec<Restore>, Vec<(u64, String)>), CheckpointError> {
     let (directories, _) = storage.list("").await?;
     let mut ids: Vec<u64> = directories
         .iter()
@@ -90,12 +152,17 @@ pub async fn completed_checkpoints(
     let mut usable = Vec::new();
     let mut unusable = Vec::new();
     for id in ids {
-        let name = format!("{}/{}", checkpoint_dir(id), metadata::METADATA_FILE);
+        let dir = checkpoint_dir(id, false);
+        let name = format!("{dir}/{}", metadata::METADATA_FILE);
         match storage.get(&name).await? {
             // Never completed (the job stopped while taking it): not a checkpoint.
             None => {}
             Some(bytes) => match CheckpointMetadata::parse(&bytes) {
-                Ok(metadata) if metadata.id == id => usable.push(Arc::new(metadata)),
+                Ok(metadata) if metadata.id == id => usable.push(Restore {
+                    storage: storage.clone(),
+                    dir,
+                    metadata,
+                }),
                 Ok(metadata) => {
                     unusable.push((id, format!("its metadata says checkpoint {}", metadata.id)))
                 }
@@ -111,13 +178,11 @@ pub async fn completed_checkpoints(
 ///
 /// # Errors
 /// Which file is missing or has the wrong size.
-pub async fn verify(
-    storage: &CheckpointStorage,
-    metadata: &CheckpointMetadata,
-) -> Result<(), CheckpointError> {
+pub async fn verify(restore: &Restore) -> Result<(), CheckpointError> {
+    let metadata = &restore.metadata;
     let unusable = |message: String| CheckpointError::Unusable {
         id: metadata.id,
-        location: storage.location().to_string(),
+        location: restore.location(),
         message,
     };
     for operator in &metadata.operators {
@@ -125,7 +190,7 @@ pub async fn verify(
             let Some(state) = &subtask.state else {
                 continue;
             };
-            match storage.size(&state.file).await? {
+            match restore.storage.size(&restore.file(&state.file)).await? {
                 None => return Err(unusable(format!("state file '{}' is missing", state.file))),
                 Some(size) if size != state.bytes => {
                     return Err(unusable(format!(

@@ -40,6 +40,21 @@ impl CheckpointStorage {
         Ok(storage)
     }
 
+    /// Opens `location`, which must exist (a savepoint to read).
+    ///
+    /// # Errors
+    /// It does not exist or is not a directory.
+    pub async fn open_existing(location: &str) -> Result<Self, CheckpointError> {
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        if !location.contains("://") && !std::path::Path::new(path).is_dir() {
+            return Err(CheckpointError::Storage {
+                location: location.to_string(),
+                message: "no such directory".into(),
+            });
+        }
+        Self::local(location)
+    }
+
     fn local(location: &str) -> Result<Self, CheckpointError> {
         if let Some((scheme, _)) = location.split_once("://")
             && scheme != "file"

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 
+use tokio::sync::watch;
+
 use super::{JobError, Observer};
 use crate::checkpoint::{
-    CheckpointMetadata, CheckpointSettings, CheckpointStorage, completed_checkpoints, operator_ids,
-    verify,
+    CheckpointMetadata, CheckpointSettings, CheckpointStorage, Restore, completed_checkpoints,
+    load_savepoint, operator_ids, verify,
 };
 use crate::plan::{Graph, OperatorSpec};
 use crate::runtime::JobStats;
@@ -54,6 +56,17 @@ pub(super) enum Ended {
     Ran(Vec<RecordBatch>, Arc<JobStats>),
     /// The newest checkpoint says the job had finished: nothing ran.
     AlreadyFinished { id: u64, location: String },
+    /// The user stopped it; it took this savepoint first.
+    Stopped { savepoint: String },
+}
+
+/// Where a run starts from and how it may be stopped.
+#[derive(Debug, Default)]
+pub(super) struct Control {
+    /// `--from-savepoint`.
+    pub from_savepoint: Option<String>,
+    /// Turns true when the user asks the job to stop with a savepoint.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// Runs `graph` with checkpoints in `location`, resuming from the newest usable one there and
@@ -63,6 +76,7 @@ pub(super) async fn run(
     location: &str,
     config: &CheckpointConfig,
     interval: Duration,
+    control: Control,
     observer: &mut dyn Observer,
 ) -> Result<Ended, JobError> {
     if let Some(node) = graph.nodes.iter().find(|n| {
@@ -81,11 +95,28 @@ pub(super) async fn run(
     let storage = CheckpointStorage::open(location)
         .await
         .map_err(checkpoint_error)?;
+    let savepoint = match &control.from_savepoint {
+        Some(path) => Some(Arc::new(
+            load_savepoint(path).await.map_err(checkpoint_error)?,
+        )),
+        None => None,
+    };
     let mut failures = 0;
     loop {
-        let restore = newest_usable(&storage, observer).await?;
-        if let Some(metadata) = &restore {
-            check_fits(&graph, metadata, location)?;
+        let newest = newest_usable(&storage, observer).await?;
+        // A savepoint given to start from wins over older checkpoints of this directory; a
+        // restart after a failure takes the checkpoints taken since.
+        let restore = match (newest, &savepoint) {
+            (Some(newest), Some(savepoint))
+                if failures > 0 && newest.metadata.id > savepoint.metadata.id =>
+            {
+                Some(newest)
+            }
+            (_, Some(savepoint)) => Some(savepoint.clone()),
+            (newest, None) => newest,
+        };
+        if let Some(restore) = &restore {
+            check_fits(&graph, &restore.metadata, &restore.location())?;
         }
         let settings = CheckpointSettings {
             interval,
@@ -93,10 +124,11 @@ pub(super) async fn run(
             num_retained: config.num_retained.max(1),
             job_tag: restore
                 .as_ref()
-                .map_or_else(new_job_tag, |m| m.job_tag.clone()),
+                .map_or_else(new_job_tag, |r| r.metadata.job_tag.clone()),
             restore: restore.clone(),
+            stop: control.stop.clone(),
         };
-        if let Some(metadata) = restore.as_ref().filter(|m| m.finished) {
+        if let Some(metadata) = restore.as_ref().map(|r| &r.metadata).filter(|m| m.finished) {
             // Its output may not all have been committed when the process stopped.
             crate::runtime::recover_sinks(&graph, &settings)?;
             return Ok(Ended::AlreadyFinished {
@@ -104,16 +136,28 @@ pub(super) async fn run(
                 location: location.to_string(),
             });
         }
-        if let Some(metadata) = &restore {
+        if let Some(restore) = &restore {
             observer.notice(&format!(
-                "resuming from checkpoint {} in {location}",
-                metadata.id
+                "resuming from {} {} in {}",
+                if restore.metadata.savepoint {
+                    "savepoint"
+                } else {
+                    "checkpoint"
+                },
+                restore.metadata.id,
+                restore.location()
             ));
         }
         let job = crate::runtime::start_with(graph.clone(), Some(settings))?;
         let stats = job.stats.clone();
         match super::wait(job, &graph, observer).await {
-            Ok(rows) => return Ok(Ended::Ran(rows, stats)),
+            Ok(rows) => {
+                let stopped = stats.savepoint.lock().ok().and_then(|s| s.clone());
+                return Ok(match stopped {
+                    Some(savepoint) => Ended::Stopped { savepoint },
+                    None => Ended::Ran(rows, stats),
+                });
+            }
             Err(error) => {
                 let RestartStrategy::FixedDelay { attempts, delay } = config.restart else {
                     return Err(error.into());
@@ -146,7 +190,7 @@ fn checkpoint_error(error: crate::checkpoint::CheckpointError) -> JobError {
 async fn newest_usable(
     storage: &CheckpointStorage,
     observer: &mut dyn Observer,
-) -> Result<Option<Arc<CheckpointMetadata>>, JobError> {
+) -> Result<Option<Arc<Restore>>, JobError> {
     let (usable, unusable) = completed_checkpoints(storage)
         .await
         .map_err(checkpoint_error)?;
@@ -157,9 +201,9 @@ async fn newest_usable(
     for problem in &problems {
         observer.notice(&format!("{problem}; trying an older checkpoint"));
     }
-    for metadata in usable {
-        match verify(storage, &metadata).await {
-            Ok(()) => return Ok(Some(metadata)),
+    for restore in usable {
+        match verify(&restore).await {
+            Ok(()) => return Ok(Some(Arc::new(restore))),
             Err(error) => {
                 observer.notice(&format!("{error}; trying an older checkpoint"));
                 problems.push(error.to_string());
@@ -191,7 +235,11 @@ fn check_fits(
         )));
     }
     let ids = operator_ids(graph);
-    for operator in &metadata.operators {
+    // Keyed state first: an operator whose state does not fit is the clearest message (ids of
+    // everything downstream of a change change with it).
+    let mut operators: Vec<_> = metadata.operators.iter().collect();
+    operators.sort_by_key(|o| !o.subtasks.iter().any(|s| s.state.is_some()));
+    for operator in operators {
         let holds = operator
             .subtasks
             .iter()

@@ -80,6 +80,8 @@ pub enum Outcome {
         stats: Arc<JobStats>,
         graph: Arc<Graph>,
     },
+    /// The user stopped the query; it took this savepoint first.
+    Stopped { savepoint: String },
     /// An `INSERT` ran to completion.
     Inserted {
         table: String,
@@ -125,6 +127,12 @@ pub struct Session {
     queries_run: usize,
     /// What every module loaded by `CREATE FUNCTION` may touch (the user's `--allow-*`).
     grants: crate::wasm::SandboxGrants,
+    /// The savepoint the next query with checkpoints starts from.
+    from_savepoint: Option<String>,
+    /// Turns true when the user asks running jobs to stop with a savepoint.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// True while a query with checkpoints runs (it can stop with a savepoint).
+    can_savepoint: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -143,7 +151,28 @@ impl Session {
             state_dir: None,
             queries_run: 0,
             grants: crate::wasm::SandboxGrants::default(),
+            from_savepoint: None,
+            stop: None,
+            can_savepoint: Arc::default(),
         }
+    }
+
+    /// True while a query that can stop with a savepoint runs (for a signal handler to decide
+    /// between asking for one and stopping at once).
+    pub fn can_savepoint(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.can_savepoint.clone()
+    }
+
+    /// The next query with checkpoints starts from this savepoint (`--from-savepoint`), at
+    /// whatever parallelism this session sets.
+    pub fn set_from_savepoint(&mut self, path: impl Into<String>) {
+        self.from_savepoint = Some(path.into());
+    }
+
+    /// When `stop` turns true, a running query with checkpoints takes a savepoint and stops
+    /// (the statement then yields [`Outcome::Stopped`]); one without stops at once.
+    pub fn set_stop_signal(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.stop = Some(stop);
     }
 
     /// Grants every module this session loads these capabilities (nothing by default).
@@ -405,16 +434,28 @@ impl Session {
                 self.queries_run += 1;
                 let (batches, stats) = match self.checkpoint_location(job_index)? {
                     Some((location, interval)) => {
-                        match checkpoints::run(
+                        self.can_savepoint
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        let ended = checkpoints::run(
                             graph.clone(),
                             &location,
                             &self.checkpoints,
                             interval,
+                            checkpoints::Control {
+                                // Only the first query with checkpoints starts from it.
+                                from_savepoint: self.from_savepoint.take(),
+                                stop: self.stop.clone(),
+                            },
                             observer,
                         )
-                        .await?
-                        {
+                        .await;
+                        self.can_savepoint
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
+                        match ended? {
                             checkpoints::Ended::Ran(batches, stats) => (batches, stats),
+                            checkpoints::Ended::Stopped { savepoint } => {
+                                return Ok(Outcome::Stopped { savepoint });
+                            }
                             checkpoints::Ended::AlreadyFinished { id, location } => {
                                 return Ok(Outcome::Done(format!(
                                     "this query had finished: its output was committed by \

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::operators::Operator;
-use super::{Envelope, Message};
-use crate::checkpoint::coordinator::{AckFigures, Report, TaskId};
+use super::{Barrier, Envelope, Message};
+use crate::checkpoint::coordinator::{AckFigures, Completed, Report, TaskId};
 use crate::checkpoint::metadata::{StateHandle, SubtaskSnapshot};
-use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, checkpoint_dir};
+use crate::checkpoint::{CheckpointStorage, Restore, checkpoint_dir};
 use crate::state::LocalSnapshot;
 
 /// The key groups (of `max_parallelism`) that subtask `subtask` of `parallelism` owns:
@@ -31,10 +31,10 @@ pub(crate) struct TaskCheckpointing {
     pub operator_id: String,
     pub storage: CheckpointStorage,
     pub reports: mpsc::UnboundedSender<Report>,
-    pub triggers: watch::Receiver<u64>,
-    pub completed: watch::Receiver<u64>,
+    pub triggers: watch::Receiver<Barrier>,
+    pub completed: watch::Receiver<Completed>,
     /// The checkpoint restored, if any.
-    pub restore: Option<Arc<CheckpointMetadata>>,
+    pub restore: Option<Arc<Restore>>,
     pub parallelism: usize,
     pub max_parallelism: usize,
 }
@@ -60,7 +60,7 @@ impl TaskCheckpointing {
     /// The restored subtasks whose key groups overlap this one's (the same subtask, unless the
     /// job was rescaled), and this subtask's key groups.
     pub(crate) fn restored(&self) -> Option<(Vec<&SubtaskSnapshot>, usize, Range<u16>)> {
-        let metadata = self.restore.as_ref()?;
+        let metadata = &self.restore.as_ref()?.metadata;
         let operator = metadata.operator(&self.operator_id)?;
         let mine = key_groups(self.task.1, self.parallelism, self.max_parallelism);
         let overlapping = operator
@@ -110,7 +110,9 @@ pub(crate) fn restore_operator(
     operator: &mut dyn Operator,
     checkpointing: &TaskCheckpointing,
 ) -> Result<(), String> {
-    let Some((subtasks, _, key_groups)) = checkpointing.restored() else {
+    let (Some((subtasks, _, key_groups)), Some(restore)) =
+        (checkpointing.restored(), &checkpointing.restore)
+    else {
         return Ok(());
     };
     let mut watermark: Option<i64> = None;
@@ -127,9 +129,10 @@ pub(crate) fn restore_operator(
                 checkpointing.operator_id
             ));
         };
-        let bytes = block_on(checkpointing.storage.get(&handle.file))
+        let file = restore.file(&handle.file);
+        let bytes = block_on(restore.storage.get(&file))
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("state file '{}' is missing", handle.file))?;
+            .ok_or_else(|| format!("state file '{file}' is missing"))?;
         backend
             .restore(&bytes, key_groups.clone())
             .map_err(|e| format!("restoring '{}': {e}", handle.file))?;
@@ -141,7 +144,7 @@ pub(crate) fn restore_operator(
 pub(crate) fn snapshot_operator(
     operator: &mut dyn Operator,
     checkpointing: &TaskCheckpointing,
-    checkpoint: u64,
+    barrier: Barrier,
 ) -> Result<(SubtaskSnapshot, AckFigures), String> {
     let mut figures = AckFigures::default();
     let watermark = operator.current_watermark();
@@ -149,14 +152,14 @@ pub(crate) fn snapshot_operator(
         None => None,
         Some(backend) => {
             let LocalSnapshot::Full(bytes) = backend.snapshot().map_err(|e| e.to_string())?;
+            // Named relative to the checkpoint's directory, so that a savepoint can be moved.
             let file = format!(
-                "{}/{}-{}.state",
-                checkpoint_dir(checkpoint),
-                checkpointing.operator_id,
-                checkpointing.task.1
+                "{}-{}.state",
+                checkpointing.operator_id, checkpointing.task.1
             );
+            let path = format!("{}/{file}", checkpoint_dir(barrier.id, barrier.savepoint));
             let size = bytes.len() as u64;
-            block_on(checkpointing.storage.put(&file, Bytes::from(bytes)))
+            block_on(checkpointing.storage.put(&path, Bytes::from(bytes)))
                 .map_err(|e| e.to_string())?;
             figures.bytes_written = size;
             figures.state_size = size;
@@ -182,9 +185,9 @@ pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
 /// What the input of a subtask yields next.
 pub(crate) enum Next {
     Envelope(Envelope),
-    /// Barrier `id` has come from every sender still running: snapshot, then forward it.
+    /// The barrier has come from every sender still running: snapshot, then forward it.
     Barrier {
-        id: u64,
+        barrier: Barrier,
         alignment: Duration,
     },
     /// Every sender is gone.
@@ -199,7 +202,7 @@ pub(crate) struct InputGate {
     senders: usize,
     /// Senders that have not ended.
     live: HashSet<usize>,
-    aligning: Option<(u64, Instant, HashSet<usize>)>,
+    aligning: Option<(Barrier, Instant, HashSet<usize>)>,
     held: VecDeque<Envelope>,
 }
 
@@ -216,11 +219,11 @@ impl InputGate {
 
     pub(crate) async fn next(&mut self) -> Next {
         loop {
-            if let Some((id, started, arrived)) = &self.aligning
+            if let Some((barrier, started, arrived)) = &self.aligning
                 && self.live.iter().all(|s| arrived.contains(s))
             {
                 let next = Next::Barrier {
-                    id: *id,
+                    barrier: *barrier,
                     alignment: started.elapsed(),
                 };
                 self.aligning = None;
@@ -240,13 +243,13 @@ impl InputGate {
                 continue;
             }
             match envelope.message {
-                Message::Barrier(id) => match &mut self.aligning {
+                Message::Barrier(barrier) => match &mut self.aligning {
                     Some((_, _, arrived)) => {
                         arrived.insert(envelope.sender);
                     }
                     None => {
                         self.aligning =
-                            Some((id, Instant::now(), HashSet::from([envelope.sender])));
+                            Some((barrier, Instant::now(), HashSet::from([envelope.sender])));
                     }
                 },
                 Message::EndOfInput => {
@@ -289,6 +292,13 @@ mod tests {
         }
     }
 
+    fn barrier(id: u64) -> Barrier {
+        Barrier {
+            id,
+            savepoint: false,
+        }
+    }
+
     fn envelope(sender: usize, message: Message) -> Envelope {
         Envelope {
             input: 0,
@@ -303,10 +313,10 @@ mod tests {
         let mut gate = InputGate::new(rx, HashSet::from([0, 1]));
         for (sender, message) in [
             (0, Message::Watermark(1)),
-            (0, Message::Barrier(7)),
+            (0, Message::Barrier(barrier(7))),
             (0, Message::Watermark(2)),
             (1, Message::Watermark(3)),
-            (1, Message::Barrier(7)),
+            (1, Message::Barrier(barrier(7))),
             (1, Message::EndOfInput),
         ] {
             tx.send(envelope(sender, message)).await.expect("send");
@@ -316,7 +326,7 @@ mod tests {
         loop {
             match gate.next().await {
                 Next::Envelope(e) => seen.push(format!("{}:{:?}", e.sender, e.message)),
-                Next::Barrier { id, .. } => seen.push(format!("barrier {id}")),
+                Next::Barrier { barrier, .. } => seen.push(format!("barrier {}", barrier.id)),
                 Next::Closed => break,
             }
         }
@@ -336,7 +346,7 @@ mod tests {
     async fn an_ended_sender_counts_as_aligned() {
         let (tx, rx) = mpsc::channel(16);
         let mut gate = InputGate::new(rx, HashSet::from([0, 1]));
-        tx.send(envelope(0, Message::Barrier(3)))
+        tx.send(envelope(0, Message::Barrier(barrier(3))))
             .await
             .expect("send");
         tx.send(envelope(1, Message::EndOfInput))
@@ -345,6 +355,6 @@ mod tests {
         assert!(
             matches!(gate.next().await, Next::Envelope(e) if matches!(e.message, Message::EndOfInput))
         );
-        assert!(matches!(gate.next().await, Next::Barrier { id: 3, .. }));
+        assert!(matches!(gate.next().await, Next::Barrier { barrier, .. } if barrier.id == 3));
     }
 }

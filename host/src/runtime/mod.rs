@@ -54,12 +54,19 @@ pub enum Message {
     Batch(RecordBatch),
     /// Event time (ms since the epoch) below which no more rows will come from this sender.
     Watermark(i64),
-    /// Checkpoint barrier `n`.
-    Barrier(u64),
+    /// A checkpoint's barrier.
+    Barrier(Barrier),
     /// The sender has had nothing to read for its idle timeout: hold no watermark back for it
     /// until it sends one again.
     Idle,
     EndOfInput,
+}
+
+/// Checkpoint `id`'s barrier; a savepoint's is kept apart from retention, where the user asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    pub id: u64,
+    pub savepoint: bool,
 }
 
 /// A message, which of the receiver's inputs it came on, and which upstream subtask sent it
@@ -108,6 +115,8 @@ pub struct JobStats {
     pub started: Instant,
     /// Completed checkpoints, oldest first.
     pub checkpoints: Arc<Mutex<Vec<CheckpointStats>>>,
+    /// Where the savepoint the job stopped with is, if it stopped with one.
+    pub savepoint: Arc<Mutex<Option<String>>>,
 }
 
 impl JobStats {
@@ -125,6 +134,7 @@ impl JobStats {
                 .collect(),
             started: Instant::now(),
             checkpoints: Arc::default(),
+            savepoint: Arc::default(),
         })
     }
 
@@ -223,7 +233,7 @@ pub fn start_with(
                 parallelism: n.parallelism,
             })
             .collect();
-        let last_id = settings.restore.as_ref().map_or(0, |m| m.id);
+        let last_id = settings.restore.as_ref().map_or(0, |r| r.metadata.id);
         let (c, channels) = Coordinator::new(
             settings.clone(),
             nodes,
@@ -249,6 +259,7 @@ pub fn start_with(
     }
     let collected = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks: JoinSet<Result<(), RuntimeError>> = JoinSet::new();
+    let mut sinks: JoinSet<Result<(), RuntimeError>> = JoinSet::new();
     for node in &graph.nodes {
         let node_stats = stats.operators[node.id].1.clone();
         let label = format!("{} [{}]", node.operator.name(), node.id);
@@ -310,7 +321,7 @@ pub fn start_with(
                     let Some(input) = input else {
                         return Err(RuntimeError::Internal("sink without input".into()));
                     };
-                    tasks.spawn(run_sink(task, writer, input));
+                    sinks.spawn(run_sink(task, writer, input));
                 }
                 OperatorSpec::Collect => {
                     let Some(input) = input else {
@@ -332,17 +343,39 @@ pub fn start_with(
     drop(senders);
     // The tasks hold the only report senders: the coordinator learns of their end that way.
     drop(task_checkpointing);
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(coordinator) = coordinator {
-        tasks.spawn(async move { coordinator.run().await.map_err(RuntimeError::from) });
+        let savepoint = stats.savepoint.clone();
+        let stopped = stopped.clone();
+        tasks.spawn(async move {
+            if let Some(location) = coordinator.run().await? {
+                if let Ok(mut slot) = savepoint.lock() {
+                    *slot = Some(location);
+                }
+                stopped.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        });
     }
     let handle = tokio::spawn(async move {
-        while let Some(joined) = tasks.join_next().await {
+        loop {
+            let joined = tokio::select! {
+                Some(joined) = tasks.join_next() => joined,
+                Some(joined) = sinks.join_next() => joined,
+                else => break,
+            };
             let result = joined
                 .map_err(|e| RuntimeError::Internal(format!("a subtask panicked: {e}")))
                 .and_then(|r| r);
             if let Err(error) = result {
                 tasks.abort_all();
+                sinks.abort_all();
                 return Err(error);
+            }
+            // Stopped with a savepoint: once every sink has committed it, the rest stops.
+            if stopped.load(Ordering::SeqCst) && sinks.is_empty() {
+                tasks.abort_all();
+                break;
             }
         }
         let rows = std::mem::take(
@@ -370,7 +403,7 @@ pub fn recover_sinks(graph: &Graph, settings: &CheckpointSettings) -> Result<(),
         let pending: Vec<serde_json::Value> = settings
             .restore
             .as_ref()
-            .and_then(|m| m.operator(&operator_ids[node.id]))
+            .and_then(|r| r.metadata.operator(&operator_ids[node.id]))
             .map(|o| o.subtasks.iter().filter_map(|s| s.sink.clone()).collect())
             .unwrap_or_default();
         connector::recover_sink(table, &pending, &settings.job_tag).map_err(|source| {
@@ -435,7 +468,7 @@ async fn run_source(
     let source_finished = task.checkpointing.as_ref().is_some_and(|c| {
         c.restore
             .as_ref()
-            .and_then(|m| m.operator(&c.operator_id))
+            .and_then(|r| r.metadata.operator(&c.operator_id))
             .is_some_and(|o| o.subtasks.iter().all(|s| s.finished))
     });
     if source_finished {
@@ -444,7 +477,7 @@ async fn run_source(
     }
     // Positions of every subtask of the restored checkpoint (several when rescaled).
     let restored = task.checkpointing.as_ref().and_then(|c| {
-        let operator = c.restore.as_ref()?.operator(&c.operator_id)?;
+        let operator = c.restore.as_ref()?.metadata.operator(&c.operator_id)?;
         Some(operator.subtasks.clone())
     });
     let subtask = request.subtask;
@@ -477,13 +510,14 @@ async fn run_source(
     let mut last_barrier = task
         .checkpointing
         .as_ref()
-        .map_or(0, |c| *c.triggers.borrow());
+        .map_or(0, |c| c.triggers.borrow().id);
     let idle_timeout = watermarks.as_ref().and_then(SourceWatermarks::idle_timeout);
     let mut idle = false;
     loop {
         // A checkpoint was triggered: the barrier goes after the last batch sent.
         if let Some(checkpointing) = &mut task.checkpointing {
-            let id = *checkpointing.triggers.borrow_and_update();
+            let barrier = *checkpointing.triggers.borrow_and_update();
+            let id = barrier.id;
             if id > last_barrier {
                 last_barrier = id;
                 let snapshot = SubtaskSnapshot {
@@ -492,7 +526,7 @@ async fn run_source(
                     watermark: watermarks.as_ref().and_then(SourceWatermarks::max_seen),
                     ..SubtaskSnapshot::default()
                 };
-                if !task.router.broadcast(Message::Barrier(id)).await {
+                if !task.router.broadcast(Message::Barrier(barrier)).await {
                     return Ok(());
                 }
                 checkpointing.ack(id, snapshot, AckFigures::default());
@@ -658,9 +692,9 @@ async fn run_operator(
         let envelope = match next {
             // Every sender went away without ending: one failed, and its error is the job's.
             Next::Closed => return Ok(()),
-            Next::Barrier { id, alignment } => {
+            Next::Barrier { barrier, alignment } => {
                 if !finished_before {
-                    operator = checkpoint_operator(&mut task, operator, id, alignment).await?;
+                    operator = checkpoint_operator(&mut task, operator, barrier, alignment).await?;
                 }
                 continue;
             }
@@ -734,14 +768,15 @@ async fn run_operator(
 async fn checkpoint_operator(
     task: &mut SubtaskContext,
     mut operator: Box<dyn Operator>,
-    id: u64,
+    barrier: Barrier,
     alignment: std::time::Duration,
 ) -> Result<Box<dyn Operator>, RuntimeError> {
+    let id = barrier.id;
     let Some(checkpointing) = task.checkpointing.clone() else {
         return Ok(operator);
     };
     let (back, result) = tokio::task::spawn_blocking(move || {
-        let result = checkpointing::snapshot_operator(operator.as_mut(), &checkpointing, id);
+        let result = checkpointing::snapshot_operator(operator.as_mut(), &checkpointing, barrier);
         (operator, result)
     })
     .await
@@ -749,7 +784,7 @@ async fn checkpoint_operator(
     let (snapshot, mut figures) =
         result.map_err(|message| task.operator_error(format!("checkpoint {id}: {message}")))?;
     figures.alignment = alignment;
-    if task.router.broadcast(Message::Barrier(id)).await
+    if task.router.broadcast(Message::Barrier(barrier)).await
         && let Some(checkpointing) = &task.checkpointing
     {
         checkpointing.ack(id, snapshot, figures);
@@ -825,21 +860,26 @@ async fn run_sink(
     let mut last_barrier = task
         .checkpointing
         .as_ref()
-        .map_or(0, |c| *c.triggers.borrow());
+        .map_or(0, |c| c.triggers.borrow().id);
     loop {
         let next = tokio::select! {
             next = input.next() => next,
-            Some(id) = next_completed(&mut completed) => {
-                let (back, result) = sink_call(writer, move |w| w.commit(id)).await?;
+            Some(done) = next_completed(&mut completed) => {
+                let (back, result) = sink_call(writer, move |w| w.commit(done.id)).await?;
                 writer = back;
                 result.map_err(error)?;
+                // Stopped with a savepoint: its output is committed; nothing after it is.
+                if done.stop {
+                    return Ok(());
+                }
                 continue;
             }
         };
         match next {
             // An upstream stopped without finishing: it failed, and its error is the job's.
             Next::Closed => return Ok(()),
-            Next::Barrier { id, alignment } => {
+            Next::Barrier { barrier, alignment } => {
+                let id = barrier.id;
                 let (back, result) = sink_call(writer, move |w| w.pre_commit(id)).await?;
                 writer = back;
                 let pending = result.map_err(error)?;
@@ -898,7 +938,11 @@ async fn run_sink(
         ..SubtaskSnapshot::default()
     });
     let mut completed = checkpointing.completed.clone();
-    let Ok(id) = completed.wait_for(|&id| id >= label).await.map(|id| *id) else {
+    let Ok(id) = completed
+        .wait_for(|done| done.id >= label)
+        .await
+        .map(|done| done.id)
+    else {
         // The coordinator stopped first: the job failed, and its error is reported.
         return Ok(());
     };
@@ -922,7 +966,9 @@ async fn sink_call<T: Send + 'static>(
 }
 
 /// The next checkpoint completed, if the job takes checkpoints (else never).
-async fn next_completed(completed: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+async fn next_completed(
+    completed: &mut Option<tokio::sync::watch::Receiver<checkpoint_channels::Completed>>,
+) -> Option<checkpoint_channels::Completed> {
     if let Some(receiver) = completed
         && receiver.changed().await.is_ok()
     {
@@ -943,10 +989,10 @@ async fn run_collect(
         let envelope = match input.next().await {
             Next::Closed => break,
             // Rows go to the client as they come: nothing to save.
-            Next::Barrier { id, alignment } => {
+            Next::Barrier { barrier, alignment } => {
                 if let Some(checkpointing) = &task.checkpointing {
                     checkpointing.ack(
-                        id,
+                        barrier.id,
                         SubtaskSnapshot {
                             subtask: checkpointing.task.1,
                             ..SubtaskSnapshot::default()

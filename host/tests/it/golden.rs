@@ -71,6 +71,9 @@ fn run_script(script: &str, parallelism: Option<usize>, runtime: &WasmRuntime) -
     for statement in &statements {
         match tokio.block_on(session.execute(statement, &script, &mut NoProgress)) {
             Ok(Outcome::Done(_)) => {}
+            Ok(Outcome::Stopped { savepoint }) => {
+                let _ = writeln!(printed, "stopped with savepoint {savepoint}");
+            }
             Ok(Outcome::Text(text)) => printed.push_str(&text),
             Ok(Outcome::Rows {
                 schema, batches, ..

@@ -74,5 +74,13 @@ fn explode_while_armed(x: i64, at: i64, armed: &str) -> i64 {
 }
 
 weir_udf::export!(
-    spin, hog, explode, read_file, env_var, clock, chatty, double, explode_while_armed
+    spin,
+    hog,
+    explode,
+    read_file,
+    env_var,
+    clock,
+    chatty,
+    double,
+    explode_while_armed
 );
