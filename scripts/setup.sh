@@ -17,6 +17,16 @@ for component in rustfmt clippy; do
   fi
 done
 
+# RocksDB's bindings are generated with bindgen, which needs libclang.
+if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: building RocksDB needs libclang; run as root, or: apt-get install libclang-dev" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
+fi
+
 # Python UDFs: a virtualenv the project owns (.venv), with the SDK (editable), componentize-py,
 # pytest and ruff at the versions pinned in sdk-python/pyproject.toml. Reinstalled only when
 # those pins change.

@@ -42,6 +42,11 @@ pub struct NexmarkArgs {
     /// Also read the same bids from a JSON-lines file written first (q0 only).
     #[arg(long)]
     pub json: bool,
+    /// A setting for every query, as `SET 'key' = 'value'` (e.g.
+    /// `execution.checkpointing.interval=1s`: checkpoints of the streaming queries go to a
+    /// temporary directory); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
@@ -200,7 +205,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             args.events,
             json_dir.display()
         );
-        run_script(&tokio, &runtime, &script, args.parallelism, false)?;
+        run_script(&tokio, &runtime, &script, (args.parallelism, false), &[])?;
         queries.push((
             "q0-json".into(),
             format!(
@@ -224,10 +229,16 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
             module.display()
         );
         let started = Instant::now();
-        let rows = run_script(&tokio, &runtime, &script, args.parallelism, streaming(base))?;
+        let (rows, checkpoints) = run_script(
+            &tokio,
+            &runtime,
+            &script,
+            (args.parallelism, streaming(base)),
+            &args.settings,
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "{name:<8} {:>12.0} events/s  ({} events in {seconds:.2} s, {rows} rows out)",
+            "{name:<8} {:>12.0} events/s  ({} events in {seconds:.2} s, {rows} rows out){checkpoints}",
             args.events as f64 / seconds,
             args.events
         );
@@ -241,26 +252,57 @@ fn json_scratch_dir() -> PathBuf {
     std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()))
 }
 
+/// Runs a query's script; the rows it wrote, and a summary of its checkpoints (if any).
 fn run_script(
     tokio: &tokio::runtime::Runtime,
     runtime: &WasmRuntime,
     script: &str,
-    parallelism: usize,
-    streaming: bool,
-) -> anyhow::Result<u64> {
+    (parallelism, streaming): (usize, bool),
+    settings: &[String],
+) -> anyhow::Result<(u64, String)> {
     let mut session = Session::new(runtime.clone(), ".");
     session.set("parallelism.default", &parallelism.to_string())?;
     if streaming {
         session.set("execution.runtime-mode", "streaming")?;
     }
+    for setting in settings {
+        let Some((key, value)) = setting.split_once('=') else {
+            anyhow::bail!("--set takes KEY=VALUE, not '{setting}'");
+        };
+        session.set(key.trim(), value.trim())?;
+    }
+    // Checkpoints (if set) go here, and go when the query is done.
+    let state_dir = json_scratch_dir().with_extension("state");
+    let _ = std::fs::remove_dir_all(&state_dir);
+    session.set_state_dir(&state_dir);
     let statements = weir_host::sql::parse_script(script)?;
     let mut rows = 0;
+    let mut summary = String::new();
     for statement in &statements {
         if let Outcome::Inserted { stats, graph, .. } =
             tokio.block_on(session.execute(statement, script, &mut NoProgress))?
         {
             rows = stats.rows_in_out(&graph).1;
+            let checkpoints = stats
+                .checkpoints
+                .lock()
+                .map(|c| c.clone())
+                .unwrap_or_default();
+            let regular: Vec<_> = checkpoints.iter().filter(|c| !c.finished).collect();
+            if let Some(largest) = regular.iter().max_by_key(|c| c.state_size) {
+                let mean = regular
+                    .iter()
+                    .map(|c| c.duration)
+                    .sum::<std::time::Duration>()
+                    / u32::try_from(regular.len()).unwrap_or(u32::MAX);
+                summary = format!(
+                    "; {} checkpoints, mean {mean:.1?}, largest {} bytes of state",
+                    regular.len(),
+                    largest.state_size
+                );
+            }
         }
     }
-    Ok(rows)
+    let _ = std::fs::remove_dir_all(&state_dir);
+    Ok((rows, summary))
 }

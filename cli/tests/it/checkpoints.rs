@@ -167,6 +167,15 @@ fn results(dir: &Path) -> (Vec<String>, BTreeMap<String, String>) {
     (windows, totals)
 }
 
+/// What an ended child wrote on its (piped) stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    stderr
+}
+
 /// A small deterministic generator for kill moments (its seed is printed to replay a failure).
 struct Moments(u64);
 
@@ -182,14 +191,15 @@ impl Moments {
 
 /// Runs the job uninterrupted, then again killed with SIGKILL at random moments at least
 /// `kills` times (restarted each time with the same command), and compares what each committed.
-fn crash_and_compare(name: &str, parallelism: usize) {
+fn crash_and_compare(name: &str, parallelism: usize, backend: &str) {
+    let extra = format!("SET 'state.backend.type' = '{backend}';\n");
     let reference = fresh_dir(&format!("{name}-reference"));
     let events = 100_000;
     let text = job_script(
         &format!("{name}-reference.sql"),
         &reference,
         (events, false),
-        "",
+        &extra,
     );
     let status = command(&text, &reference, parallelism)
         .status()
@@ -209,7 +219,12 @@ fn crash_and_compare(name: &str, parallelism: usize) {
     );
 
     let crashed = fresh_dir(&format!("{name}-crashed"));
-    let text = job_script(&format!("{name}-crashed.sql"), &crashed, (events, true), "");
+    let text = job_script(
+        &format!("{name}-crashed.sql"),
+        &crashed,
+        (events, true),
+        &extra,
+    );
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64);
@@ -236,17 +251,12 @@ fn crash_and_compare(name: &str, parallelism: usize) {
         }
         match exited {
             Some(status) => {
-                let mut stderr = String::new();
-                let _ = child
-                    .stderr
-                    .take()
-                    .expect("stderr")
-                    .read_to_string(&mut stderr);
+                let stderr = stderr_of(&mut child);
                 assert!(status.success(), "a run failed: {stderr}");
                 if kills >= 5 {
                     break;
                 }
-                // It finished before its kill: start over from scratch until enough kills.
+                // It finished before its kill: too short to prove anything.
                 panic!(
                     "{name}: the job finished after only {kills} kills; make it longer ({stderr})"
                 );
@@ -261,13 +271,9 @@ fn crash_and_compare(name: &str, parallelism: usize) {
                 child.kill().expect("SIGKILL");
                 let _ = child.wait();
                 kills += 1;
-                let mut stderr = String::new();
-                let _ = child
-                    .stderr
-                    .take()
-                    .expect("stderr")
-                    .read_to_string(&mut stderr);
-                resumed += stderr.matches("resuming from checkpoint").count();
+                resumed += stderr_of(&mut child)
+                    .matches("resuming from checkpoint")
+                    .count();
             }
         }
     }
@@ -300,12 +306,22 @@ fn crash_and_compare(name: &str, parallelism: usize) {
 
 #[test]
 fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_1() {
-    crash_and_compare("crash-p1", 1);
+    crash_and_compare("crash-p1", 1, "hashmap");
 }
 
 #[test]
 fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_2() {
-    crash_and_compare("crash-p2", 2);
+    crash_and_compare("crash-p2", 2, "hashmap");
+}
+
+#[test]
+fn killed_at_random_moments_the_job_on_rocksdb_commits_exactly_once_at_parallelism_1() {
+    crash_and_compare("crash-rocksdb-p1", 1, "rocksdb");
+}
+
+#[test]
+fn killed_at_random_moments_the_job_on_rocksdb_commits_exactly_once_at_parallelism_2() {
+    crash_and_compare("crash-rocksdb-p2", 2, "rocksdb");
 }
 
 #[test]
@@ -394,15 +410,24 @@ fn stop_with_signal(mut command: Command, after: Duration) -> (String, String, b
 
 #[test]
 fn stopped_with_a_savepoint_at_parallelism_2_the_job_resumes_at_1_and_at_4() {
+    rescale("hashmap");
+}
+
+#[test]
+fn stopped_with_a_savepoint_on_rocksdb_at_parallelism_2_the_job_resumes_at_1_and_at_4() {
+    rescale("rocksdb");
+}
+
+fn rescale(backend: &str) {
     let events = 100_000;
-    let expected = reference_results("rescale-reference", events);
+    let expected = reference_results(&format!("rescale-{backend}-reference"), events);
     for parallelism in [1, 4] {
-        let dir = fresh_dir(&format!("rescale-{parallelism}"));
+        let dir = fresh_dir(&format!("rescale-{backend}-{parallelism}"));
         let text = job_script(
-            &format!("rescale-{parallelism}.sql"),
+            &format!("rescale-{backend}-{parallelism}.sql"),
             &dir,
             (events, true),
-            "",
+            &format!("SET 'state.backend.type' = '{backend}';\n"),
         );
         let (stdout, stderr, ok) =
             stop_with_signal(command(&text, &dir, 2), Duration::from_millis(2_500));

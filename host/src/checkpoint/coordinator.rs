@@ -9,7 +9,7 @@
 //! last word ([`Report::Finished`]); when every subtask has finished, a last checkpoint marked
 //! `finished` commits the job's final output.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use tokio::sync::{mpsc, watch};
 use super::metadata::{
     CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorSnapshot, SubtaskSnapshot,
 };
-use super::{CheckpointError, CheckpointSettings, CheckpointStats, checkpoint_dir};
+use super::{
+    CheckpointError, CheckpointSettings, CheckpointStats, CheckpointStorage, checkpoint_dir,
+};
 use crate::runtime::Barrier;
 
 /// A subtask: (node, subtask index).
@@ -346,13 +348,31 @@ impl Coordinator {
             stop: in_flight.savepoint,
         });
         if !in_flight.savepoint {
-            self.retain(in_flight.id).await?;
+            self.retain(&metadata).await?;
         }
         Ok(format!(
             "{}/{dir}",
             self.settings.storage.location().trim_end_matches('/')
         ))
     }
+}
+
+/// The `shared/` objects a checkpoint's RocksDB state refers to.
+fn shared_objects(metadata: &CheckpointMetadata) -> HashSet<String> {
+    metadata
+        .operators
+        .iter()
+        .flat_map(|o| &o.subtasks)
+        .filter_map(|s| s.state.as_ref())
+        .flat_map(|state| {
+            state
+                .objects()
+                .into_iter()
+                .filter(|(_, shared, _)| *shared)
+                .map(|(object, _, _)| object.to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 enum Step {
@@ -374,27 +394,56 @@ async fn stop_requested(stop: &mut Option<watch::Receiver<bool>>) -> Option<()> 
 
 impl Coordinator {
     /// Deletes completed checkpoints beyond the newest `num_retained`, and abandoned ones.
-    async fn retain(&self, newest: u64) -> Result<(), CheckpointError> {
-        let storage = &self.settings.storage;
-        let (directories, _) = storage.list("").await?;
-        let mut ids: Vec<u64> = directories
-            .iter()
-            .filter_map(|d| d.strip_prefix("chk-")?.parse().ok())
-            .filter(|&id| id < newest)
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        let mut kept = 1;
-        for id in ids {
-            let complete = storage
-                .size(&format!("{}/{METADATA_FILE}", checkpoint_dir(id, false)))
-                .await?
-                .is_some();
-            if complete && kept < self.settings.num_retained {
-                kept += 1;
-                continue;
-            }
-            storage.delete_all(&checkpoint_dir(id, false)).await?;
-        }
-        Ok(())
+    async fn retain(&self, newest: &CheckpointMetadata) -> Result<(), CheckpointError> {
+        retain(&self.settings.storage, newest, self.settings.num_retained).await
     }
+}
+
+/// Deletes completed checkpoints beyond the newest `num_retained` (counting `newest`) and
+/// abandoned ones, then every shared file no retained checkpoint refers to.
+///
+/// # Errors
+/// The storage cannot be listed or written.
+pub async fn retain(
+    storage: &CheckpointStorage,
+    newest: &CheckpointMetadata,
+    num_retained: usize,
+) -> Result<(), CheckpointError> {
+    let (directories, _) = storage.list("").await?;
+    let mut ids: Vec<u64> = directories
+        .iter()
+        .filter_map(|d| d.strip_prefix("chk-")?.parse().ok())
+        .filter(|&id| id < newest.id)
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    // Shared files any retained checkpoint refers to: only the others may go.
+    let mut referenced: HashSet<String> = shared_objects(newest);
+    let mut kept = 1;
+    for id in ids {
+        let name = format!("{}/{METADATA_FILE}", checkpoint_dir(id, false));
+        let metadata = match storage.get(&name).await? {
+            Some(bytes) => CheckpointMetadata::parse(&bytes).ok(),
+            None => None,
+        };
+        if let Some(metadata) = metadata
+            && kept < num_retained
+        {
+            kept += 1;
+            referenced.extend(shared_objects(&metadata));
+            continue;
+        }
+        storage.delete_all(&checkpoint_dir(id, false)).await?;
+    }
+    let (owners, _) = storage.list("shared").await?;
+    for owner in owners {
+        let prefix = format!("shared/{owner}");
+        let (_, objects) = storage.list(&prefix).await?;
+        for object in objects {
+            let object = format!("{prefix}/{object}");
+            if !referenced.contains(&object) {
+                storage.delete(&object).await?;
+            }
+        }
+    }
+    Ok(())
 }

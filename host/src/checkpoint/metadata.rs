@@ -53,11 +53,40 @@ pub struct SubtaskSnapshot {
     pub sink: Option<serde_json::Value>,
 }
 
+/// Where a subtask's keyed state is.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StateHandle {
-    /// Object name in the checkpoint storage.
-    pub file: String,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StateHandle {
+    /// One file in Weir's snapshot format, in the checkpoint's directory.
+    Full { file: String, bytes: u64 },
+    /// A RocksDB checkpoint's files.
+    Rocksdb { files: Vec<StateFile> },
+}
+
+/// One file of a RocksDB checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Its name in the RocksDB directory.
+    pub name: String,
+    /// Where it is stored: under `shared/` of the storage when `shared` (an SST file uploaded
+    /// once and used by later checkpoints too), else in the checkpoint's directory.
+    pub object: String,
+    pub shared: bool,
     pub bytes: u64,
+}
+
+impl StateHandle {
+    /// Every stored object with its size: (object, relative to the storage root (shared) or
+    /// to the checkpoint's directory, bytes).
+    pub fn objects(&self) -> Vec<(&str, bool, u64)> {
+        match self {
+            StateHandle::Full { file, bytes } => vec![(file.as_str(), false, *bytes)],
+            StateHandle::Rocksdb { files } => files
+                .iter()
+                .map(|f| (f.object.as_str(), f.shared, f.bytes))
+                .collect(),
+        }
+    }
 }
 
 /// Every node's stable id: a hash of what it does, its output schema and its inputs' ids, so the

@@ -190,15 +190,21 @@ pub async fn verify(restore: &Restore) -> Result<(), CheckpointError> {
             let Some(state) = &subtask.state else {
                 continue;
             };
-            match restore.storage.size(&restore.file(&state.file)).await? {
-                None => return Err(unusable(format!("state file '{}' is missing", state.file))),
-                Some(size) if size != state.bytes => {
-                    return Err(unusable(format!(
-                        "state file '{}' has {size} bytes, not {} (truncated?)",
-                        state.file, state.bytes
-                    )));
+            for (object, shared, bytes) in state.objects() {
+                let name = if shared {
+                    object.to_string()
+                } else {
+                    restore.file(object)
+                };
+                match restore.storage.size(&name).await? {
+                    None => return Err(unusable(format!("state file '{name}' is missing"))),
+                    Some(size) if size != bytes => {
+                        return Err(unusable(format!(
+                            "state file '{name}' has {size} bytes, not {bytes} (truncated?)"
+                        )));
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
             }
         }
     }

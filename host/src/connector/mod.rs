@@ -65,7 +65,7 @@ pub trait SourceReader: Send {
     /// A source that cannot resume (a checkpointed job refuses it).
     fn position(&self) -> Result<serde_json::Value, ConnectorError> {
         Err(ConnectorError::Other {
-            table: String::new(),
+            table: "?".into(),
             message: "this source cannot resume from a checkpoint".into(),
         })
     }
@@ -77,7 +77,7 @@ pub trait SourceReader: Send {
     /// Positions this reader cannot resume from.
     fn restore(&mut self, _positions: &[Option<serde_json::Value>]) -> Result<(), ConnectorError> {
         Err(ConnectorError::Other {
-            table: String::new(),
+            table: "?".into(),
             message: "this source cannot resume from a checkpoint".into(),
         })
     }

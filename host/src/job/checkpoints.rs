@@ -76,6 +76,7 @@ pub(super) async fn run(
     location: &str,
     config: &CheckpointConfig,
     interval: Duration,
+    backend: &crate::state::BackendKind,
     control: Control,
     observer: &mut dyn Observer,
 ) -> Result<Ended, JobError> {
@@ -148,7 +149,7 @@ pub(super) async fn run(
                 restore.location()
             ));
         }
-        let job = crate::runtime::start_with(graph.clone(), Some(settings))?;
+        let job = crate::runtime::start_with(graph.clone(), Some(settings), backend)?;
         let stats = job.stats.clone();
         match super::wait(job, &graph, observer).await {
             Ok(rows) => {

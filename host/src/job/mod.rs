@@ -133,6 +133,8 @@ pub struct Session {
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// True while a query with checkpoints runs (it can stop with a savepoint).
     can_savepoint: Arc<std::sync::atomic::AtomicBool>,
+    /// `'state.backend.type' = 'rocksdb'`.
+    rocksdb: bool,
 }
 
 impl Session {
@@ -154,6 +156,7 @@ impl Session {
             from_savepoint: None,
             stop: None,
             can_savepoint: Arc::default(),
+            rocksdb: false,
         }
     }
 
@@ -288,12 +291,8 @@ impl Session {
                     checkpoints::RestartStrategy::FixedDelay { attempts, delay };
             }
             "state.backend.type" => match value.to_ascii_lowercase().as_str() {
-                "hashmap" => {}
-                "rocksdb" => {
-                    return Err(JobError::Setting(
-                        "'state.backend.type' = 'rocksdb' is not built yet; use 'hashmap'".into(),
-                    ));
-                }
+                "hashmap" => self.rocksdb = false,
+                "rocksdb" => self.rocksdb = true,
                 _ => {
                     return Err(JobError::Setting(format!(
                         "'state.backend.type' is hashmap or rocksdb, not '{value}'"
@@ -432,6 +431,7 @@ impl Session {
                 }
                 let job_index = self.queries_run;
                 self.queries_run += 1;
+                let backend = self.backend_kind(job_index);
                 let (batches, stats) = match self.checkpoint_location(job_index)? {
                     Some((location, interval)) => {
                         self.can_savepoint
@@ -441,6 +441,7 @@ impl Session {
                             &location,
                             &self.checkpoints,
                             interval,
+                            &backend,
                             checkpoints::Control {
                                 // Only the first query with checkpoints starts from it.
                                 from_savepoint: self.from_savepoint.take(),
@@ -466,11 +467,15 @@ impl Session {
                         }
                     }
                     None => {
-                        let job = crate::runtime::start(graph.clone())?;
+                        let job = crate::runtime::start_with(graph.clone(), None, &backend)?;
                         let stats = job.stats.clone();
                         (wait(job, &graph, observer).await?, stats)
                     }
                 };
+                if let (crate::state::BackendKind::RocksDb(dir), None) = (&backend, &self.state_dir)
+                {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 Ok(match table {
                     Some(table) => Outcome::Inserted {
                         table,
@@ -574,6 +579,19 @@ async fn wait(
 }
 
 impl Session {
+    /// Where query `job_index` keeps its keyed state: in memory, or in RocksDB databases under
+    /// the state directory (a temporary one without it).
+    fn backend_kind(&self, job_index: usize) -> crate::state::BackendKind {
+        if !self.rocksdb {
+            return crate::state::BackendKind::Memory;
+        }
+        let job = format!("job-{job_index}");
+        crate::state::BackendKind::RocksDb(match &self.state_dir {
+            Some(dir) => dir.join(job).join("rocksdb"),
+            None => std::env::temp_dir().join(format!("weir-rocksdb-{}-{job}", std::process::id())),
+        })
+    }
+
     /// Where query `job_index` keeps its checkpoints, and how often it takes them; `None` when
     /// it takes none (batch mode, or no interval set).
     fn checkpoint_location(

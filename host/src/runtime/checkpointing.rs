@@ -37,6 +37,10 @@ pub(crate) struct TaskCheckpointing {
     pub restore: Option<Arc<Restore>>,
     pub parallelism: usize,
     pub max_parallelism: usize,
+    /// RocksDB files this subtask has stored under `shared/`: file name → (object, bytes).
+    pub uploaded: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>>,
+    /// Names this run's shared files apart from an earlier run's of the same subtask.
+    pub lineage: String,
 }
 
 impl TaskCheckpointing {
@@ -129,18 +133,55 @@ pub(crate) fn restore_operator(
                 checkpointing.operator_id
             ));
         };
-        let file = restore.file(&handle.file);
-        let bytes = block_on(restore.storage.get(&file))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("state file '{file}' is missing"))?;
-        backend
-            .restore(&bytes, key_groups.clone())
-            .map_err(|e| format!("restoring '{}': {e}", handle.file))?;
+        let fetch = |object: &str, shared: bool| {
+            let name = if shared {
+                object.to_string()
+            } else {
+                restore.file(object)
+            };
+            block_on(restore.storage.get(&name))
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("state file '{name}' is missing"))
+        };
+        match handle {
+            StateHandle::Full { file, .. } => {
+                let bytes = fetch(file, false)?;
+                backend
+                    .restore(&bytes, key_groups.clone())
+                    .map_err(|e| format!("restoring '{file}': {e}"))?;
+            }
+            StateHandle::Rocksdb { files } => {
+                // Copied to local disk, read, and dropped.
+                let local = std::env::temp_dir().join(format!(
+                    "weir-restore-{}-{}-{}-to-{}",
+                    std::process::id(),
+                    checkpointing.operator_id,
+                    subtask.subtask,
+                    checkpointing.task.1
+                ));
+                let _ = std::fs::remove_dir_all(&local);
+                std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
+                let result = (|| {
+                    for file in files {
+                        let bytes = fetch(&file.object, file.shared)?;
+                        std::fs::write(local.join(&file.name), &bytes)
+                            .map_err(|e| format!("{}: {e}", local.display()))?;
+                    }
+                    backend
+                        .restore_files(&local, key_groups.clone())
+                        .map_err(|e| e.to_string())
+                })();
+                let _ = std::fs::remove_dir_all(&local);
+                // The entries went into this subtask's own new database, whose SST files are
+                // not these: its first checkpoint uploads them afresh (under a new lineage).
+                result?;
+            }
+        }
     }
     operator.on_restore(watermark)
 }
 
-/// Snapshots an operator's state into the storage for checkpoint `checkpoint`. Blocking.
+/// Snapshots an operator's state into the storage for a checkpoint. Blocking.
 pub(crate) fn snapshot_operator(
     operator: &mut dyn Operator,
     checkpointing: &TaskCheckpointing,
@@ -148,23 +189,33 @@ pub(crate) fn snapshot_operator(
 ) -> Result<(SubtaskSnapshot, AckFigures), String> {
     let mut figures = AckFigures::default();
     let watermark = operator.current_watermark();
+    let dir = checkpoint_dir(barrier.id, barrier.savepoint);
+    let own = format!("{}-{}", checkpointing.operator_id, checkpointing.task.1);
+    let put = |name: &str, bytes: Vec<u8>| {
+        block_on(checkpointing.storage.put(name, Bytes::from(bytes))).map_err(|e| e.to_string())
+    };
     let state = match operator.state_backend() {
         None => None,
-        Some(backend) => {
-            let LocalSnapshot::Full(bytes) = backend.snapshot().map_err(|e| e.to_string())?;
-            // Named relative to the checkpoint's directory, so that a savepoint can be moved.
-            let file = format!(
-                "{}-{}.state",
-                checkpointing.operator_id, checkpointing.task.1
-            );
-            let path = format!("{}/{file}", checkpoint_dir(barrier.id, barrier.savepoint));
-            let size = bytes.len() as u64;
-            block_on(checkpointing.storage.put(&path, Bytes::from(bytes)))
-                .map_err(|e| e.to_string())?;
-            figures.bytes_written = size;
-            figures.state_size = size;
-            Some(StateHandle { file, bytes: size })
-        }
+        Some(backend) => match backend.snapshot().map_err(|e| e.to_string())? {
+            LocalSnapshot::Full(bytes) => {
+                // Named relative to the checkpoint's directory, so that a savepoint can be moved.
+                let file = format!("{own}.state");
+                let size = bytes.len() as u64;
+                put(&format!("{dir}/{file}"), bytes)?;
+                figures.bytes_written = size;
+                figures.state_size = size;
+                Some(StateHandle::Full { file, bytes: size })
+            }
+            LocalSnapshot::Files(local) => {
+                let result = upload_files(checkpointing, &local, &dir, &own, barrier.savepoint);
+                let _ = std::fs::remove_dir_all(&local);
+                let (files, written, reused) = result?;
+                figures.bytes_written = written;
+                figures.bytes_reused = reused;
+                figures.state_size = written + reused;
+                Some(StateHandle::Rocksdb { files })
+            }
+        },
     };
     Ok((
         SubtaskSnapshot {
@@ -175,6 +226,74 @@ pub(crate) fn snapshot_operator(
         },
         figures,
     ))
+}
+
+/// Uploads a RocksDB checkpoint: each SST file once, to `shared/` (a savepoint copies all of its
+/// files into its own directory, so it stands alone); the rest into the checkpoint's directory.
+/// The files, and the bytes written and reused.
+fn upload_files(
+    checkpointing: &TaskCheckpointing,
+    local: &std::path::Path,
+    dir: &str,
+    own: &str,
+    savepoint: bool,
+) -> Result<(Vec<crate::checkpoint::metadata::StateFile>, u64, u64), String> {
+    let io = |e: std::io::Error| format!("{}: {e}", local.display());
+    let mut files = Vec::new();
+    let (mut written, mut reused) = (0, 0);
+    let mut names: Vec<String> = std::fs::read_dir(local)
+        .map_err(io)?
+        .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
+        .collect();
+    names.sort();
+    for name in names {
+        let path = local.join(&name);
+        let shared = !savepoint && name.ends_with(".sst");
+        let known = if shared {
+            checkpointing
+                .uploaded
+                .lock()
+                .ok()
+                .and_then(|u| u.get(&name).cloned())
+        } else {
+            None
+        };
+        let (object, bytes) = match known {
+            Some(known) => {
+                reused += known.1;
+                known
+            }
+            None => {
+                let bytes = std::fs::read(&path).map_err(io)?;
+                let size = bytes.len() as u64;
+                let object = if shared {
+                    // SST numbers restart in a restored copy: the lineage keeps names apart.
+                    format!("shared/{own}/{}-{name}", checkpointing.lineage)
+                } else {
+                    format!("{own}/{name}")
+                };
+                let stored = if shared {
+                    object.clone()
+                } else {
+                    format!("{dir}/{object}")
+                };
+                block_on(checkpointing.storage.put(&stored, Bytes::from(bytes)))
+                    .map_err(|e| e.to_string())?;
+                written += size;
+                if shared && let Ok(mut uploaded) = checkpointing.uploaded.lock() {
+                    uploaded.insert(name.clone(), (object.clone(), size));
+                }
+                (object, size)
+            }
+        };
+        files.push(crate::checkpoint::metadata::StateFile {
+            name,
+            object,
+            shared,
+            bytes,
+        });
+    }
+    Ok((files, written, reused))
 }
 
 /// Runs a storage call from a blocking thread.
@@ -340,6 +459,152 @@ mod tests {
                 "1:EndOfInput"
             ]
         );
+    }
+
+    /// An operator that is only its state.
+    struct Holder(Box<dyn crate::state::KeyedStateBackend>);
+
+    impl Operator for Holder {
+        fn name(&self) -> &'static str {
+            "Holder"
+        }
+        fn on_batch(
+            &mut self,
+            _batch: arrow::record_batch::RecordBatch,
+            _out: &mut Vec<arrow::record_batch::RecordBatch>,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+        fn state_backend(&mut self) -> Option<&mut Box<dyn crate::state::KeyedStateBackend>> {
+            Some(&mut self.0)
+        }
+    }
+
+    fn rows(from: u32, to: u32) -> Vec<(crate::state::StateKey, Vec<u8>)> {
+        (from..to)
+            .map(|i| {
+                let key = crate::state::StateKey {
+                    key_group: (i % 128) as u16,
+                    key: i.to_be_bytes().to_vec(),
+                    namespace: Vec::new(),
+                };
+                // Varied bytes, so that compression leaves most of them.
+                let value: Vec<u8> = (0..100u32)
+                    .map(|j| (i.wrapping_mul(2654435761).wrapping_add(j * 40503) >> 13) as u8)
+                    .collect();
+                (key, value)
+            })
+            .collect()
+    }
+
+    fn task(storage: CheckpointStorage) -> TaskCheckpointing {
+        let (_, triggers) = watch::channel(barrier(0));
+        let (_, completed) = watch::channel(Completed { id: 0, stop: false });
+        let (reports, _) = mpsc::unbounded_channel();
+        TaskCheckpointing {
+            task: (0, 0),
+            operator_id: "holder-1".into(),
+            storage,
+            reports,
+            triggers,
+            completed,
+            restore: None,
+            parallelism: 1,
+            max_parallelism: 128,
+            uploaded: Arc::default(),
+            lineage: "l1".into(),
+        }
+    }
+
+    fn metadata(id: u64, snapshot: SubtaskSnapshot) -> crate::checkpoint::CheckpointMetadata {
+        crate::checkpoint::CheckpointMetadata {
+            format_version: crate::checkpoint::metadata::FORMAT_VERSION,
+            id,
+            savepoint: false,
+            finished: false,
+            job_tag: "t".into(),
+            max_parallelism: 128,
+            completed_millis: 0,
+            operators: vec![crate::checkpoint::metadata::OperatorSnapshot {
+                operator_id: "holder-1".into(),
+                name: "Holder [0]".into(),
+                parallelism: 1,
+                subtasks: vec![snapshot],
+            }],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rocksdb_checkpoints_upload_what_changed_and_keep_what_retained_ones_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = CheckpointStorage::open(&dir.path().join("chk").display().to_string())
+            .await
+            .expect("storage");
+        let db =
+            crate::state::rocksdb::RocksDbStateBackend::open(&dir.path().join("db")).expect("open");
+        let checkpointing = task(storage.clone());
+        let cp = checkpointing.clone();
+        let (first, second, all) = tokio::task::spawn_blocking(move || {
+            let mut holder = Holder(Box::new(db));
+            holder.0.put_many(1, rows(0, 200_000)).expect("put");
+            let first = snapshot_operator(&mut holder, &cp, barrier(1)).expect("checkpoint 1");
+            // A small change.
+            holder.0.put_many(1, rows(200_000, 201_000)).expect("put");
+            let second = snapshot_operator(&mut holder, &cp, barrier(2)).expect("checkpoint 2");
+            let all = holder.0.entries(1).expect("entries");
+            (first, second, all)
+        })
+        .await
+        .expect("join");
+        assert!(first.1.bytes_written > 5_000_000, "{:?}", first.1);
+        assert_eq!(first.1.bytes_reused, 0);
+        // The second writes about the change, and shares the rest.
+        assert!(
+            second.1.bytes_written * 20 < second.1.state_size,
+            "checkpoint 2 wrote {} of {} bytes",
+            second.1.bytes_written,
+            second.1.state_size
+        );
+        assert!(
+            second.1.bytes_reused >= first.1.bytes_written / 2,
+            "{:?}",
+            second.1
+        );
+        // Completing both (metadata), then keeping only the newest: checkpoint 1 goes, but
+        // every file checkpoint 2 uses stays, and it restores whole.
+        for (id, (snapshot, _)) in [(1, &first), (2, &second)] {
+            let json = serde_json::to_vec(&metadata(id, snapshot.clone())).expect("json");
+            storage
+                .put(&format!("chk-{id}/_metadata"), Bytes::from(json))
+                .await
+                .expect("put");
+        }
+        let newest = metadata(2, second.0.clone());
+        crate::checkpoint::coordinator::retain(&storage, &newest, 1)
+            .await
+            .expect("retain");
+        assert_eq!(storage.size("chk-1/_metadata").await.expect("size"), None);
+        let restore = Arc::new(Restore {
+            storage: storage.clone(),
+            dir: "chk-2".into(),
+            metadata: newest,
+        });
+        crate::checkpoint::verify(&restore)
+            .await
+            .expect("checkpoint 2 is whole");
+        let mut checkpointing = task(storage.clone());
+        checkpointing.restore = Some(restore);
+        let restored = tokio::task::spawn_blocking(move || {
+            let db = crate::state::rocksdb::RocksDbStateBackend::open(&dir.path().join("again"))
+                .expect("open");
+            let mut holder = Holder(Box::new(db));
+            restore_operator(&mut holder, &checkpointing).expect("restore");
+            holder.0.entries(1).expect("entries")
+        })
+        .await
+        .expect("join");
+        assert_eq!(restored.len(), 201_000);
+        assert_eq!(restored, all);
     }
 
     #[tokio::test]

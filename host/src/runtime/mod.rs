@@ -38,6 +38,7 @@ use crate::checkpoint::metadata::SubtaskSnapshot;
 use crate::checkpoint::{CheckpointSettings, CheckpointStats};
 use crate::connector::{self, ConnectorError, SourceRequest, Subtask};
 use crate::plan::{Graph, OperatorSpec, Partitioning};
+use crate::state::BackendKind;
 use checkpointing::{InputGate, Next, TaskCheckpointing};
 use operators::Operator;
 use router::Router;
@@ -186,7 +187,7 @@ impl RunningJob {
 /// # Errors
 /// An operator that cannot be built (an expression DataFusion cannot make physical).
 pub fn start(graph: Arc<Graph>) -> Result<RunningJob, RuntimeError> {
-    start_with(graph, None)
+    start_with(graph, None, &BackendKind::Memory)
 }
 
 /// Which upstream subtasks (numbered over all of a node's input edges, as routers number
@@ -215,7 +216,9 @@ fn senders_of(graph: &Graph, node: usize, subtask: usize) -> HashSet<usize> {
 pub fn start_with(
     graph: Arc<Graph>,
     checkpoints: Option<CheckpointSettings>,
+    backend: &BackendKind,
 ) -> Result<RunningJob, RuntimeError> {
+    let lineage = format!("{:x}", now_millis());
     let stats = JobStats::new(&graph);
     let operator_ids = crate::checkpoint::operator_ids(&graph);
     if let Some(settings) = &checkpoints {
@@ -285,12 +288,21 @@ pub fn start_with(
                         restore: settings.restore.clone(),
                         parallelism: node.parallelism,
                         max_parallelism: graph.max_parallelism,
+                        uploaded: Arc::default(),
+                        lineage: lineage.clone(),
                     });
             let task = SubtaskContext {
                 node_label: label.clone(),
                 stats: node_stats.clone(),
                 router,
                 checkpointing,
+                rocksdb_dir: match backend {
+                    BackendKind::Memory => None,
+                    BackendKind::RocksDb(root) => {
+                        // Per run: a restarted job never meets the last run's files.
+                        Some(root.join(format!("{}-{index}-{lineage}", operator_ids[node.id])))
+                    }
+                },
             };
             match &node.operator {
                 OperatorSpec::Source {
@@ -424,6 +436,8 @@ struct SubtaskContext {
     router: Router,
     /// Set when the job takes checkpoints.
     checkpointing: Option<TaskCheckpointing>,
+    /// Where this subtask's RocksDB lives, when state is kept in RocksDB.
+    rocksdb_dir: Option<std::path::PathBuf>,
 }
 
 impl SubtaskContext {
@@ -642,6 +656,22 @@ async fn run_operator(
     let _finish = checkpointing::FinishGuard::new(&task.checkpointing);
     // Restored as finished: its output is in the checkpoint already; it only ends again.
     let finished_before = task.restored_finished();
+    if let Some(dir) = task.rocksdb_dir.clone()
+        && operator.state_backend().is_some()
+    {
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = crate::state::open_rocksdb(&dir).map(|db| {
+                if let Some(slot) = operator.state_backend() {
+                    *slot = db;
+                }
+            });
+            (operator, result)
+        })
+        .await
+        .map_err(join_error)?;
+        operator = back;
+        result.map_err(|e| task.operator_error(e.to_string()))?;
+    }
     if let Some(checkpointing) = task.checkpointing.clone()
         && checkpointing.restore.is_some()
         && !finished_before

@@ -11,10 +11,12 @@
 //!
 //! **Boundary:** only this module and `checkpoint/` know how state is stored.
 
+pub mod rocksdb;
 pub mod snapshot;
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::Path;
 
 use foldhash::fast::FixedState;
 
@@ -59,6 +61,8 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
     /// Adds the entries of `snapshot` in `key_groups` (called once per restored subtask's
     /// snapshot: several when a rescaled job merges them).
     fn restore(&mut self, snapshot: &[u8], key_groups: Range<u16>) -> Result<(), StateError>;
+    /// Adds the entries in `key_groups` of a RocksDB checkpoint copied to `dir`.
+    fn restore_files(&mut self, dir: &Path, key_groups: Range<u16>) -> Result<(), StateError>;
 }
 
 /// What a backend hands to a checkpoint.
@@ -66,6 +70,26 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
 pub enum LocalSnapshot {
     /// The whole state in [`snapshot`]'s format.
     Full(Vec<u8>),
+    /// A RocksDB checkpoint in this directory (SST files, MANIFEST, CURRENT, OPTIONS), which
+    /// the caller uploads and then deletes.
+    Files(std::path::PathBuf),
+}
+
+/// A new, empty RocksDB backend in `dir` (a subtask's working copy).
+///
+/// # Errors
+/// RocksDB cannot open there.
+pub fn open_rocksdb(dir: &Path) -> Result<Box<dyn KeyedStateBackend>, StateError> {
+    Ok(Box::new(rocksdb::RocksDbStateBackend::open(dir)?))
+}
+
+/// Which backend keeps keyed state (`'state.backend.type'`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendKind {
+    /// In memory (`hashmap`).
+    Memory,
+    /// RocksDB, each subtask's database under this directory.
+    RocksDb(std::path::PathBuf),
 }
 
 /// Everything in hash maps; `entries` sorts.
@@ -143,6 +167,13 @@ impl KeyedStateBackend for MemoryStateBackend {
         }
         Ok(())
     }
+
+    fn restore_files(&mut self, dir: &Path, key_groups: Range<u16>) -> Result<(), StateError> {
+        for (state, key, value) in rocksdb::read_entries(dir, key_groups)? {
+            self.states.entry(state).or_default().insert(key, value);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +225,9 @@ mod tests {
                 ],
             )
             .expect("put");
-        let LocalSnapshot::Full(bytes) = backend.snapshot().expect("snapshot");
+        let LocalSnapshot::Full(bytes) = backend.snapshot().expect("snapshot") else {
+            panic!("a full snapshot");
+        };
         let mut low = MemoryStateBackend::default();
         low.restore(&bytes, 0..64).expect("restore");
         assert_eq!(

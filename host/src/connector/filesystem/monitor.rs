@@ -78,4 +78,14 @@ impl SourceReader for Monitor {
     fn skipped_rows(&self) -> u64 {
         self.skipped_before + self.current.skipped_rows()
     }
+
+    fn position(&self) -> Result<serde_json::Value, ConnectorError> {
+        Err(ConnectorError::Option {
+            table: self.pieces.table.name.clone(),
+            message: "a source that watches its directory ('source.monitor-interval') cannot \
+                      resume from a checkpoint yet: run it without \
+                      'execution.checkpointing.interval'"
+                .into(),
+        })
+    }
 }
