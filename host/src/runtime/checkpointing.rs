@@ -63,7 +63,7 @@ impl TaskCheckpointing {
 
     /// The restored subtasks whose key groups overlap this one's (the same subtask, unless the
     /// job was rescaled), and this subtask's key groups.
-    pub(crate) fn restored(&self) -> Option<(Vec<&SubtaskSnapshot>, usize, Range<u16>)> {
+    pub(crate) fn restored(&self) -> Option<(Vec<&SubtaskSnapshot>, Range<u16>)> {
         let metadata = &self.restore.as_ref()?.metadata;
         let operator = metadata.operator(&self.operator_id)?;
         let mine = key_groups(self.task.1, self.parallelism, self.max_parallelism);
@@ -75,12 +75,12 @@ impl TaskCheckpointing {
                 theirs.start < mine.end && mine.start < theirs.end
             })
             .collect();
-        Some((overlapping, operator.parallelism, mine))
+        Some((overlapping, mine))
     }
 
     /// Whether this subtask had finished in the restored checkpoint (it then only ends).
     pub(crate) fn restored_finished(&self) -> bool {
-        self.restored().is_some_and(|(subtasks, _, _)| {
+        self.restored().is_some_and(|(subtasks, _)| {
             !subtasks.is_empty() && subtasks.iter().all(|s| s.finished)
         })
     }
@@ -114,7 +114,7 @@ pub(crate) fn restore_operator(
     operator: &mut dyn Operator,
     checkpointing: &TaskCheckpointing,
 ) -> Result<(), String> {
-    let (Some((subtasks, _, key_groups)), Some(restore)) =
+    let (Some((subtasks, key_groups)), Some(restore)) =
         (checkpointing.restored(), &checkpointing.restore)
     else {
         return Ok(());
