@@ -129,9 +129,16 @@ pub(super) async fn run(
             restore: restore.clone(),
             stop: control.stop.clone(),
         };
+        // Commit the restored checkpoint's output (it may not all have been when the process
+        // stopped) and discard what came after, before anything runs: file I/O, so off the
+        // async workers.
+        {
+            let (graph, settings) = (graph.clone(), settings.clone());
+            tokio::task::spawn_blocking(move || crate::runtime::recover_sinks(&graph, &settings))
+                .await
+                .map_err(|e| JobError::Checkpoint(format!("recovering the sinks failed: {e}")))??;
+        }
         if let Some(metadata) = restore.as_ref().map(|r| &r.metadata).filter(|m| m.finished) {
-            // Its output may not all have been committed when the process stopped.
-            crate::runtime::recover_sinks(&graph, &settings)?;
             return Ok(Ended::AlreadyFinished {
                 id: metadata.id,
                 location: location.to_string(),

@@ -209,10 +209,11 @@ fn senders_of(graph: &Graph, node: usize, subtask: usize) -> HashSet<usize> {
 }
 
 /// Starts every subtask of `graph`; with `checkpoints`, a coordinator takes checkpoints and
-/// every subtask starts from the checkpoint to restore, if any.
+/// every subtask starts from the checkpoint to restore, if any (whose sinks' output the caller
+/// has settled first with [`recover_sinks`]).
 ///
 /// # Errors
-/// An operator that cannot be built; a sink whose pre-committed output cannot be committed.
+/// An operator that cannot be built.
 pub fn start_with(
     graph: Arc<Graph>,
     checkpoints: Option<CheckpointSettings>,
@@ -221,9 +222,6 @@ pub fn start_with(
     let lineage = format!("{:x}", now_millis());
     let stats = JobStats::new(&graph);
     let operator_ids = crate::checkpoint::operator_ids(&graph);
-    if let Some(settings) = &checkpoints {
-        recover_sinks(&graph, settings)?;
-    }
     let mut coordinator = None;
     let mut task_checkpointing: Option<(CheckpointSettings, checkpoint_channels::Channels)> = None;
     if let Some(settings) = checkpoints {
