@@ -28,6 +28,11 @@ export WEIR_GUEST_TARGET_DIR=$guest_target  # the host tests load components fro
 echo "== cargo clippy (host workspace)" >&2
 cargo clippy --workspace --all-targets -- -D warnings
 
+echo "== starting the test servers" >&2
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+trap 'stop_servers; rm -f "$log"' EXIT
+
 echo "== cargo test" >&2
 set +e
 cargo test --workspace 2>&1 | tee -a "$log"

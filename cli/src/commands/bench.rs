@@ -19,6 +19,8 @@ pub struct Args {
 pub enum Suite {
     /// Nexmark queries over generated events.
     Nexmark(NexmarkArgs),
+    /// Incremental RocksDB checkpoints of a large state: bytes written, retention, recovery.
+    Checkpoint(super::bench_checkpoint::CheckpointArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -165,7 +167,10 @@ pub fn query(name: &str) -> Option<(&'static str, &'static str)> {
 
 /// Runs the suite and prints one line per query.
 pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let Suite::Nexmark(args) = args.suite;
+    let args = match args.suite {
+        Suite::Nexmark(args) => args,
+        Suite::Checkpoint(args) => return super::bench_checkpoint::run(args),
+    };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

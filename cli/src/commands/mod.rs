@@ -1,6 +1,7 @@
 //! One module per verb, each with its `Args` and a `run` function.
 
 pub mod bench;
+pub mod bench_checkpoint;
 pub mod build;
 pub mod call;
 pub mod inspect;

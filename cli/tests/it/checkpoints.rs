@@ -191,15 +191,14 @@ impl Moments {
 
 /// Runs the job uninterrupted, then again killed with SIGKILL at random moments at least
 /// `kills` times (restarted each time with the same command), and compares what each committed.
-fn crash_and_compare(name: &str, parallelism: usize, backend: &str) {
-    let extra = format!("SET 'state.backend.type' = '{backend}';\n");
+fn crash_and_compare(name: &str, parallelism: usize, extra: &str) {
     let reference = fresh_dir(&format!("{name}-reference"));
     let events = 100_000;
     let text = job_script(
         &format!("{name}-reference.sql"),
         &reference,
         (events, false),
-        &extra,
+        &extra.replace("{run}", "reference"),
     );
     let status = command(&text, &reference, parallelism)
         .status()
@@ -223,7 +222,7 @@ fn crash_and_compare(name: &str, parallelism: usize, backend: &str) {
         &format!("{name}-crashed.sql"),
         &crashed,
         (events, true),
-        &extra,
+        &extra.replace("{run}", "crashed"),
     );
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -306,22 +305,57 @@ fn crash_and_compare(name: &str, parallelism: usize, backend: &str) {
 
 #[test]
 fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_1() {
-    crash_and_compare("crash-p1", 1, "hashmap");
+    crash_and_compare("crash-p1", 1, HASHMAP);
 }
 
 #[test]
 fn killed_at_random_moments_the_job_commits_exactly_once_at_parallelism_2() {
-    crash_and_compare("crash-p2", 2, "hashmap");
+    crash_and_compare("crash-p2", 2, HASHMAP);
 }
 
 #[test]
 fn killed_at_random_moments_the_job_on_rocksdb_commits_exactly_once_at_parallelism_1() {
-    crash_and_compare("crash-rocksdb-p1", 1, "rocksdb");
+    crash_and_compare("crash-rocksdb-p1", 1, ROCKSDB);
 }
 
 #[test]
 fn killed_at_random_moments_the_job_on_rocksdb_commits_exactly_once_at_parallelism_2() {
-    crash_and_compare("crash-rocksdb-p2", 2, "rocksdb");
+    crash_and_compare("crash-rocksdb-p2", 2, ROCKSDB);
+}
+
+#[test]
+fn killed_at_random_moments_the_job_checkpointing_to_s3_commits_exactly_once() {
+    let settings = format!("{ROCKSDB}{}", s3_settings("crash-s3"));
+    crash_and_compare("crash-s3", 2, &settings);
+}
+
+const HASHMAP: &str = "SET 'state.backend.type' = 'hashmap';\n";
+const ROCKSDB: &str = "SET 'state.backend.type' = 'rocksdb';\n";
+
+/// Settings that put checkpoints in the S3-compatible server the test command started
+/// (`scripts/servers.sh`), under a prefix of their own (`{run}` in it is for the caller to
+/// replace, when one test runs several jobs).
+fn s3_settings(name: &str) -> String {
+    let (Ok(endpoint), Ok(bucket)) = (
+        std::env::var("WEIR_TEST_S3_ENDPOINT"),
+        std::env::var("WEIR_TEST_S3_BUCKET"),
+    ) else {
+        panic!(
+            "WEIR_TEST_S3_ENDPOINT and WEIR_TEST_S3_BUCKET are not set: run the tests with \
+             scripts/test.sh, which starts an S3 server, or start one with \
+             `source scripts/servers.sh`"
+        );
+    };
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "SET 'execution.checkpointing.dir' = 's3://{bucket}/{name}-{unique}-{{run}}';\n\
+         SET 's3.endpoint' = '{endpoint}';\n\
+         SET 's3.access-key' = 'weir';\n\
+         SET 's3.secret-key' = 'weir';\n\
+         SET 's3.region' = 'us-east-1';\n"
+    )
 }
 
 #[test]
@@ -410,24 +444,30 @@ fn stop_with_signal(mut command: Command, after: Duration) -> (String, String, b
 
 #[test]
 fn stopped_with_a_savepoint_at_parallelism_2_the_job_resumes_at_1_and_at_4() {
-    rescale("hashmap");
+    rescale("hashmap", HASHMAP, &[1, 4]);
 }
 
 #[test]
 fn stopped_with_a_savepoint_on_rocksdb_at_parallelism_2_the_job_resumes_at_1_and_at_4() {
-    rescale("rocksdb");
+    rescale("rocksdb", ROCKSDB, &[1, 4]);
 }
 
-fn rescale(backend: &str) {
+#[test]
+fn a_savepoint_in_s3_taken_at_parallelism_2_resumes_at_3() {
+    let settings = format!("{ROCKSDB}{}", s3_settings("rescale-s3"));
+    rescale("s3", &settings, &[3]);
+}
+
+fn rescale(name: &str, settings: &str, parallelisms: &[usize]) {
     let events = 100_000;
-    let expected = reference_results(&format!("rescale-{backend}-reference"), events);
-    for parallelism in [1, 4] {
-        let dir = fresh_dir(&format!("rescale-{backend}-{parallelism}"));
+    let expected = reference_results(&format!("rescale-{name}-reference"), events);
+    for &parallelism in parallelisms {
+        let dir = fresh_dir(&format!("rescale-{name}-{parallelism}"));
         let text = job_script(
-            &format!("rescale-{backend}-{parallelism}.sql"),
+            &format!("rescale-{name}-{parallelism}.sql"),
             &dir,
             (events, true),
-            &format!("SET 'state.backend.type' = '{backend}';\n"),
+            &settings.replace("{run}", &parallelism.to_string()),
         );
         let (stdout, stderr, ok) =
             stop_with_signal(command(&text, &dir, 2), Duration::from_millis(2_500));
@@ -435,8 +475,13 @@ fn rescale(backend: &str) {
         assert!(stderr.contains("stopped with a savepoint"), "{stderr}");
         let savepoint = stdout.trim().to_string();
         assert!(
-            Path::new(&savepoint).join("_metadata").is_file(),
+            savepoint.starts_with("s3://") || Path::new(&savepoint).join("_metadata").is_file(),
             "no savepoint at {savepoint:?}: {stderr}"
+        );
+        assert_eq!(
+            savepoint.starts_with("s3://"),
+            settings.contains("s3://"),
+            "the savepoint is beside the checkpoints: {savepoint}"
         );
         let stopped = committed_rows(&dir.join("windows"));
         assert!(
@@ -460,11 +505,24 @@ fn rescale(backend: &str) {
 }
 
 /// Kills the job once it has completed a few checkpoints; its state dir then holds them.
-fn killed_midway(name: &str) -> (PathBuf, String) {
+fn killed_midway(name: &str, settings: &str) -> (PathBuf, String) {
     let dir = fresh_dir(name);
-    let text = job_script(&format!("{name}.sql"), &dir, (100_000, true), "");
+    let text = job_script(&format!("{name}.sql"), &dir, (100_000, true), settings);
     let mut child = command(&text, &dir, 2).spawn().expect("start");
-    std::thread::sleep(Duration::from_millis(2_000));
+    // Two completed checkpoints (one to damage, one to fall back to), however busy the machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while checkpoints_of(&dir).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no two checkpoints within a minute"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the job ended before two checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     (dir, text)
@@ -473,8 +531,10 @@ fn killed_midway(name: &str) -> (PathBuf, String) {
 /// The completed checkpoints of the first query, newest first.
 fn checkpoints_of(dir: &Path) -> Vec<PathBuf> {
     let root = dir.join("state/job-0/checkpoints");
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(&root)
-        .expect("checkpoints")
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| {
             let path = e.ok()?.path();
             let id = path
@@ -490,36 +550,63 @@ fn checkpoints_of(dir: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
+/// The files a checkpoint keeps for itself (not shared with others): a snapshot of the memory
+/// backend, or RocksDB's manifest and options (its SST files are under `shared/`).
 fn state_files(checkpoint: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(checkpoint)
-        .expect("checkpoint dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "state"))
-        .collect()
+    let mut files = Vec::new();
+    let mut directories = vec![checkpoint.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).expect("checkpoint dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                directories.push(path);
+            } else if path.file_name().is_some_and(|n| n != "_metadata") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 #[test]
 fn a_damaged_newest_checkpoint_is_reported_and_the_one_before_is_used() {
-    let (dir, text) = killed_midway("damaged-newest");
-    let checkpoints = checkpoints_of(&dir);
-    assert!(checkpoints.len() >= 2, "two retained: {checkpoints:?}");
-    let newest = state_files(&checkpoints[0]);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&newest[0])
-        .expect("open");
-    file.set_len(10).expect("truncate");
-    let out = command(&text, &dir, 2).output().expect("resume");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("(truncated?)"), "{stderr}");
-    assert!(stderr.contains("trying an older checkpoint"), "{stderr}");
-    assert!(stderr.contains("resuming from checkpoint"), "{stderr}");
+    for (backend, settings) in [("hashmap", HASHMAP), ("rocksdb", ROCKSDB)] {
+        let (dir, text) = killed_midway(&format!("damaged-newest-{backend}"), settings);
+        let checkpoints = checkpoints_of(&dir);
+        assert!(checkpoints.len() >= 2, "two retained: {checkpoints:?}");
+        let newest = state_files(&checkpoints[0]);
+        let victim = newest.last().unwrap_or_else(|| {
+            panic!(
+                "{backend}: no state file in {}: {:?}",
+                checkpoints[0].display(),
+                std::fs::read_dir(&checkpoints[0]).map(|d| d.count())
+            )
+        });
+        let length = std::fs::metadata(victim).expect("size").len();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(victim)
+            .expect("open");
+        file.set_len(length / 2).expect("truncate");
+        let out = command(&text, &dir, 2).output().expect("resume");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{backend}: {stderr}");
+        assert!(stderr.contains("(truncated?)"), "{backend}: {stderr}");
+        assert!(
+            stderr.contains("trying an older checkpoint"),
+            "{backend}: {stderr}"
+        );
+        assert!(
+            stderr.contains("resuming from checkpoint"),
+            "{backend}: {stderr}"
+        );
+    }
 }
 
 #[test]
 fn with_no_usable_checkpoint_nothing_starts() {
-    let (dir, text) = killed_midway("none-usable");
+    let (dir, text) = killed_midway("none-usable", "");
     for checkpoint in checkpoints_of(&dir) {
         for file in state_files(&checkpoint) {
             std::fs::remove_file(file).expect("delete");
@@ -536,7 +623,7 @@ fn with_no_usable_checkpoint_nothing_starts() {
 
 #[test]
 fn state_of_another_query_is_refused_naming_the_operator() {
-    let (dir, text) = killed_midway("other-query");
+    let (dir, text) = killed_midway("other-query", "");
     // The same tables, another aggregation: the window aggregate's state does not fit it.
     let changed = std::fs::read_to_string(&text).expect("script").replacen(
         "weighted_avg(CAST(price AS DOUBLE), 1)",
@@ -588,4 +675,99 @@ fn an_unusable_checkpoint_directory_fails_before_anything_runs() {
     assert!(stderr.contains("a-file/checkpoints"), "{stderr}");
     assert!(stderr.contains("cannot create it"), "{stderr}");
     assert!(committed_rows(&dir.join("windows")).is_empty());
+}
+
+/// The checkpoint directory fills up while the job runs (a small tmpfs, in a mount namespace of
+/// the test's own): the job fails, saying so, after its restarts; nothing it had not
+/// checkpointed is committed; once there is room again the same command resumes and commits
+/// exactly what an uninterrupted run does.
+#[test]
+fn a_full_checkpoint_disk_fails_the_job_clearly_and_it_resumes_once_there_is_room() {
+    let events = 100_000;
+    let expected = reference_results("full-disk-reference", events);
+    let dir = fresh_dir("full-disk");
+    let checkpoints = dir.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).expect("mount point");
+    let text = job_script(
+        "full-disk.sql",
+        &dir,
+        (events, true),
+        &format!(
+            "SET 'execution.checkpointing.dir' = '{}';\n\
+             SET 'restart-strategy.fixed-delay.delay' = '200 ms';\n",
+            checkpoints.display()
+        ),
+    );
+    let run = |log: &str| {
+        format!(
+            "WEIR_CACHE_DIR={cache} {weir} run {text} -p 2 --state-dir {state} \
+             --allow-read {trap} >/dev/null 2>{dir}/{log}",
+            cache = scratch().join("cache").display(),
+            weir = env!("CARGO_BIN_EXE_weir"),
+            state = dir.join("state").display(),
+            trap = dir.join("trap").display(),
+            dir = dir.display(),
+        )
+    };
+    let checkpoints = checkpoints.display();
+    let steps = format!(
+        "set -u\n\
+         mount -t tmpfs -o size=32m tmpfs {checkpoints} || exit 90\n\
+         {first} &\n\
+         pid=$!\n\
+         for _ in $(seq 1 400); do\n\
+           ls {checkpoints}/job-0/chk-*/_metadata >/dev/null 2>&1 && break\n\
+           sleep 0.01\n\
+         done\n\
+         dd if=/dev/zero of={checkpoints}/filler bs=64k 2>/dev/null\n\
+         wait $pid\n\
+         echo $? > {dir}/first.status\n\
+         cp -r {dir}/windows {dir}/windows-after-first\n\
+         rm {checkpoints}/filler\n\
+         {second}\n\
+         echo $? > {dir}/second.status\n",
+        first = run("first.stderr"),
+        second = run("second.stderr"),
+        dir = dir.display(),
+    );
+    // A mount namespace of its own, so that the tmpfs goes when the test ends; root in it (the
+    // test runs as root in CI; a user namespace makes it work for others too).
+    let status = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c", &steps])
+        .status()
+        .expect("unshare");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "could not mount a tmpfs in a new mount namespace (unshare --mount --map-root-user)"
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let first = read("first.stderr");
+    assert_eq!(
+        read("first.status").trim(),
+        "1",
+        "the full disk failed it: {first}"
+    );
+    assert!(first.contains("No space left on device"), "{first}");
+    assert!(first.contains(&checkpoints.to_string()), "named: {first}");
+    // What the failed run committed is what its completed checkpoints covered: a part of the
+    // right answer, nothing else.
+    let committed = committed_rows(&dir.join("windows-after-first"));
+    assert!(
+        committed.len() < expected.0.len(),
+        "the disk filled only after the job had finished"
+    );
+    let mut left = expected.0.clone();
+    for row in &committed {
+        let at = left
+            .binary_search(row)
+            .unwrap_or_else(|_| panic!("committed a row the reference lacks: {row}"));
+        left.remove(at);
+    }
+    let second = read("second.stderr");
+    assert_eq!(read("second.status").trim(), "0", "{second}");
+    assert!(second.contains("resuming from checkpoint"), "{second}");
+    let got = results(&dir);
+    assert_eq!(got.0, expected.0, "window rows differ");
+    assert_eq!(got.1, expected.1, "totals differ");
 }

@@ -42,6 +42,9 @@ pub enum Report {
         task: TaskId,
         snapshot: SubtaskSnapshot,
     },
+    /// Its part of checkpoint `checkpoint` could not be saved (after it had gone on with its
+    /// input: the upload runs in the background). The job fails, as Flink's does by default.
+    Failed { checkpoint: u64, message: String },
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -169,6 +172,11 @@ impl Coordinator {
             tokio::select! {
                 report = self.reports.recv() => {
                     let Some(report) = report else { return Ok(None) };
+                    if let Report::Failed { checkpoint, message } = report {
+                        return Err(CheckpointError::Restore(format!(
+                            "checkpoint {checkpoint} failed: {message}"
+                        )));
+                    }
                     self.on_report(report);
                 }
                 _ = ticker.tick() => {
@@ -224,6 +232,7 @@ impl Coordinator {
             Report::Finished { task, snapshot } => {
                 self.finished.entry(task).or_insert(snapshot);
             }
+            Report::Failed { .. } => {}
         }
     }
 

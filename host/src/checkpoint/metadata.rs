@@ -109,10 +109,17 @@ pub fn operator_ids(graph: &Graph) -> Vec<String> {
         }
         let digest = hasher.finalize();
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        ids.push(format!(
-            "{}-{hex}",
-            node.operator.name().to_ascii_lowercase()
-        ));
+        let mut id = format!("{}-{hex}", node.operator.name().to_ascii_lowercase());
+        // Twins (the same subquery twice over the same input, as in Nexmark q5) are told apart
+        // by their order in the graph, which the same query always gives them.
+        let twins = ids
+            .iter()
+            .filter(|earlier| *earlier == &id || earlier.starts_with(&format!("{id}~")))
+            .count();
+        if twins > 0 {
+            id = format!("{id}~{twins}");
+        }
+        ids.push(id);
     }
     ids
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use metadata::{CheckpointMetadata, operator_ids};
-pub use storage::CheckpointStorage;
+pub use storage::{CheckpointStorage, StorageOptions};
 
 /// Checkpoint failures. Storage problems are external; a checkpoint that cannot be read says
 /// which and why.
@@ -116,8 +116,11 @@ pub fn checkpoint_dir(id: u64, savepoint: bool) -> String {
 ///
 /// # Errors
 /// Not a directory holding readable metadata of this format.
-pub async fn load_savepoint(location: &str) -> Result<Restore, CheckpointError> {
-    let storage = CheckpointStorage::open_existing(location).await?;
+pub async fn load_savepoint(
+    location: &str,
+    options: &StorageOptions,
+) -> Result<Restore, CheckpointError> {
+    let storage = CheckpointStorage::open_existing(location, options).await?;
     let unusable = |message: String| {
         CheckpointError::Restore(format!("'{location}' is not a usable savepoint: {message}"))
     };

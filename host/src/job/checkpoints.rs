@@ -10,8 +10,8 @@ use tokio::sync::watch;
 
 use super::{JobError, Observer};
 use crate::checkpoint::{
-    CheckpointMetadata, CheckpointSettings, CheckpointStorage, Restore, completed_checkpoints,
-    load_savepoint, operator_ids, verify,
+    CheckpointMetadata, CheckpointSettings, CheckpointStorage, Restore, StorageOptions,
+    completed_checkpoints, load_savepoint, operator_ids, verify,
 };
 use crate::plan::{Graph, OperatorSpec};
 use crate::runtime::JobStats;
@@ -33,6 +33,8 @@ pub struct CheckpointConfig {
     /// `'execution.checkpointing.num-retained'`.
     pub num_retained: usize,
     pub restart: RestartStrategy,
+    /// `'s3.*'`: how to reach an S3-compatible checkpoint store.
+    pub storage: StorageOptions,
 }
 
 impl Default for CheckpointConfig {
@@ -46,6 +48,7 @@ impl Default for CheckpointConfig {
                 attempts: 3,
                 delay: Duration::from_secs(1),
             },
+            storage: StorageOptions::default(),
         }
     }
 }
@@ -93,12 +96,14 @@ pub(super) async fn run(
             node.id
         )));
     }
-    let storage = CheckpointStorage::open(location)
+    let storage = CheckpointStorage::open(location, &config.storage)
         .await
         .map_err(checkpoint_error)?;
     let savepoint = match &control.from_savepoint {
         Some(path) => Some(Arc::new(
-            load_savepoint(path).await.map_err(checkpoint_error)?,
+            load_savepoint(path, &config.storage)
+                .await
+                .map_err(checkpoint_error)?,
         )),
         None => None,
     };

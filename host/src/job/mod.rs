@@ -57,6 +57,11 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "restart-strategy.fixed-delay.attempts",
     "restart-strategy.fixed-delay.delay",
     "state.backend.type",
+    "s3.endpoint",
+    "s3.access-key",
+    "s3.secret-key",
+    "s3.region",
+    "s3.path.style.access",
 ];
 
 /// Batch or streaming (`execution.runtime-mode`).
@@ -133,13 +138,19 @@ pub struct Session {
     stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// True while a query with checkpoints runs (it can stop with a savepoint).
     can_savepoint: Arc<std::sync::atomic::AtomicBool>,
-    /// `'state.backend.type' = 'rocksdb'`.
-    rocksdb: bool,
+    /// `'state.backend.type'`: `Some(true)` rocksdb, `Some(false)` hashmap; unset, RocksDB in
+    /// streaming mode and memory in batch mode (a bounded job's state lives only as long as the
+    /// job, and, as in Flink's batch mode, it is not checkpointed).
+    rocksdb: Option<bool>,
+    /// Tells this session's temporary directories from other sessions' in the process.
+    id: u64,
 }
 
 impl Session {
     pub fn new(runtime: WasmRuntime, base_dir: impl Into<PathBuf>) -> Self {
+        static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             runtime,
             base_dir: base_dir.into(),
             catalog: Catalog::default(),
@@ -156,7 +167,7 @@ impl Session {
             from_savepoint: None,
             stop: None,
             can_savepoint: Arc::default(),
-            rocksdb: false,
+            rocksdb: None,
         }
     }
 
@@ -290,9 +301,25 @@ impl Session {
                 self.checkpoints.restart =
                     checkpoints::RestartStrategy::FixedDelay { attempts, delay };
             }
+            "s3.endpoint" => self.checkpoints.storage.endpoint = Some(value.to_string()),
+            "s3.access-key" => self.checkpoints.storage.access_key = Some(value.to_string()),
+            "s3.secret-key" => self.checkpoints.storage.secret_key = Some(value.to_string()),
+            "s3.region" => self.checkpoints.storage.region = Some(value.to_string()),
+            "s3.path.style.access" => {
+                self.checkpoints.storage.path_style =
+                    Some(match value.to_ascii_lowercase().as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(JobError::Setting(format!(
+                                "'s3.path.style.access' is true or false, not '{value}'"
+                            )));
+                        }
+                    });
+            }
             "state.backend.type" => match value.to_ascii_lowercase().as_str() {
-                "hashmap" => self.rocksdb = false,
-                "rocksdb" => self.rocksdb = true,
+                "hashmap" => self.rocksdb = Some(false),
+                "rocksdb" => self.rocksdb = Some(true),
                 _ => {
                     return Err(JobError::Setting(format!(
                         "'state.backend.type' is hashmap or rocksdb, not '{value}'"
@@ -370,7 +397,12 @@ impl Session {
             }
             Statement::Set { key, value } => {
                 self.set(key, value)?;
-                Ok(Outcome::Done(format!("'{key}' = '{value}'")))
+                let shown = if key.ends_with("secret-key") {
+                    "<hidden>"
+                } else {
+                    value.as_str()
+                };
+                Ok(Outcome::Done(format!("'{key}' = '{shown}'")))
             }
             Statement::ShowTables => Ok(Outcome::Text(
                 self.catalog
@@ -432,6 +464,11 @@ impl Session {
                 let job_index = self.queries_run;
                 self.queries_run += 1;
                 let backend = self.backend_kind(job_index);
+                // A temporary RocksDB directory goes however the job ends, errors included.
+                let _temporary_state = RemoveOnDrop(match (&backend, &self.state_dir) {
+                    (crate::state::BackendKind::RocksDb(dir), None) => Some(dir.clone()),
+                    _ => None,
+                });
                 let (batches, stats) = match self.checkpoint_location(job_index)? {
                     Some((location, interval)) => {
                         self.can_savepoint
@@ -472,10 +509,6 @@ impl Session {
                         (wait(job, &graph, observer).await?, stats)
                     }
                 };
-                if let (crate::state::BackendKind::RocksDb(dir), None) = (&backend, &self.state_dir)
-                {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
                 Ok(match table {
                     Some(table) => Outcome::Inserted {
                         table,
@@ -578,17 +611,35 @@ async fn wait(
     Ok(batches)
 }
 
+/// Deletes a directory when dropped.
+#[derive(Debug)]
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            // Best effort: a leftover temporary directory is harmless.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl Session {
     /// Where query `job_index` keeps its keyed state: in memory, or in RocksDB databases under
     /// the state directory (a temporary one without it).
     fn backend_kind(&self, job_index: usize) -> crate::state::BackendKind {
-        if !self.rocksdb {
+        if !self.rocksdb.unwrap_or(self.mode == RuntimeMode::Streaming) {
             return crate::state::BackendKind::Memory;
         }
         let job = format!("job-{job_index}");
         crate::state::BackendKind::RocksDb(match &self.state_dir {
             Some(dir) => dir.join(job).join("rocksdb"),
-            None => std::env::temp_dir().join(format!("weir-rocksdb-{}-{job}", std::process::id())),
+            // Unique per session too: one process may run several (tests, a server).
+            None => std::env::temp_dir().join(format!(
+                "weir-rocksdb-{}-{}-{job}",
+                std::process::id(),
+                self.id
+            )),
         })
     }
 

@@ -41,6 +41,9 @@ pub(crate) struct TaskCheckpointing {
     pub uploaded: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>>,
     /// Names this run's shared files apart from an earlier run's of the same subtask.
     pub lineage: String,
+    /// This subtask's checkpoint upload still running in the background, if any: its end
+    /// report waits for it, so that the coordinator hears the ack first.
+    pub pending_upload: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl TaskCheckpointing {
@@ -59,6 +62,18 @@ impl TaskCheckpointing {
             task: self.task,
             snapshot,
         });
+    }
+
+    pub(crate) fn failed(&self, checkpoint: u64, message: String) {
+        let _ = self.reports.send(Report::Failed {
+            checkpoint,
+            message,
+        });
+    }
+
+    /// The upload running in the background, taken (to wait for it).
+    pub(crate) fn take_pending_upload(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.pending_upload.lock().ok().and_then(|mut p| p.take())
     }
 
     /// The restored subtasks whose key groups overlap this one's (the same subtask, unless the
@@ -100,10 +115,24 @@ impl Drop for FinishGuard {
     fn drop(&mut self) {
         if let Some(checkpointing) = self.0.take() {
             let subtask = checkpointing.task.1;
-            checkpointing.finished(SubtaskSnapshot {
+            let snapshot = SubtaskSnapshot {
                 subtask,
                 ..SubtaskSnapshot::default()
-            });
+            };
+            // After the ack of a checkpoint still uploading: a finished subtask stands for
+            // itself only in checkpoints taken after its last barrier's.
+            match (
+                checkpointing.take_pending_upload(),
+                tokio::runtime::Handle::try_current(),
+            ) {
+                (Some(upload), Ok(runtime)) => {
+                    runtime.spawn(async move {
+                        let _ = upload.await;
+                        checkpointing.finished(snapshot);
+                    });
+                }
+                _ => checkpointing.finished(snapshot),
+            }
         }
     }
 }
@@ -118,6 +147,17 @@ pub(crate) fn restore_operator(
         (checkpointing.restored(), &checkpointing.restore)
     else {
         return Ok(());
+    };
+    // Whether the one restored subtask `old` had exactly this subtask's key groups.
+    let same_key_groups = |restored: usize, old: usize| {
+        let metadata = &restore.metadata;
+        restored == 1
+            && metadata
+                .operator(&checkpointing.operator_id)
+                .is_some_and(|operator| {
+                    self::key_groups(old, operator.parallelism, metadata.max_parallelism)
+                        == key_groups
+                })
     };
     let mut watermark: Option<i64> = None;
     for subtask in &subtasks {
@@ -151,13 +191,10 @@ pub(crate) fn restore_operator(
                     .map_err(|e| format!("restoring '{file}': {e}"))?;
             }
             StateHandle::Rocksdb { files } => {
-                // Copied to local disk, read, and dropped.
-                let local = std::env::temp_dir().join(format!(
-                    "weir-restore-{}-{}-{}-to-{}",
+                let local = backend.restore_scratch(&format!(
+                    "restore-{}-{}",
                     std::process::id(),
-                    checkpointing.operator_id,
-                    subtask.subtask,
-                    checkpointing.task.1
+                    subtask.subtask
                 ));
                 let _ = std::fs::remove_dir_all(&local);
                 std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
@@ -167,13 +204,28 @@ pub(crate) fn restore_operator(
                         std::fs::write(local.join(&file.name), &bytes)
                             .map_err(|e| format!("{}: {e}", local.display()))?;
                     }
+                    // The same key groups as before (not rescaled): the copy becomes the
+                    // working database as it is, and its SST files, already in `shared/`, are
+                    // not uploaded again. Otherwise the entries of this subtask's key groups
+                    // are copied into it (its first checkpoint then uploads them afresh).
+                    if same_key_groups(subtasks.len(), subtask.subtask)
+                        && backend.adopt_files(&local).map_err(|e| e.to_string())?
+                    {
+                        if !restore.metadata.savepoint
+                            && let Ok(mut uploaded) = checkpointing.uploaded.lock()
+                        {
+                            for file in files.iter().filter(|f| f.shared) {
+                                uploaded
+                                    .insert(file.name.clone(), (file.object.clone(), file.bytes));
+                            }
+                        }
+                        return Ok(());
+                    }
                     backend
                         .restore_files(&local, key_groups.clone())
                         .map_err(|e| e.to_string())
                 })();
                 let _ = std::fs::remove_dir_all(&local);
-                // The entries went into this subtask's own new database, whose SST files are
-                // not these: its first checkpoint uploads them afresh (under a new lineage).
                 result?;
             }
         }
@@ -187,19 +239,50 @@ pub(crate) fn snapshot_operator(
     checkpointing: &TaskCheckpointing,
     barrier: Barrier,
 ) -> Result<(SubtaskSnapshot, AckFigures), String> {
-    let mut figures = AckFigures::default();
+    let local = take_snapshot(operator)?;
+    upload_snapshot(checkpointing, local, barrier)
+}
+
+/// The synchronous part of a checkpoint: a local copy of the operator's state (a RocksDB
+/// checkpoint of hard links, or the memory backend's entries serialised) and its watermark.
+/// Blocking; the operator may go on once it returns.
+pub(crate) fn take_snapshot(operator: &mut dyn Operator) -> Result<TakenSnapshot, String> {
     let watermark = operator.current_watermark();
+    let state = match operator.state_backend() {
+        None => None,
+        Some(backend) => Some(backend.snapshot().map_err(|e| e.to_string())?),
+    };
+    Ok(TakenSnapshot { watermark, state })
+}
+
+/// See [`take_snapshot`].
+#[derive(Debug)]
+pub(crate) struct TakenSnapshot {
+    watermark: Option<i64>,
+    state: Option<LocalSnapshot>,
+}
+
+/// The asynchronous part: writes a taken snapshot to the checkpoint storage. Blocking.
+pub(crate) fn upload_snapshot(
+    checkpointing: &TaskCheckpointing,
+    taken: TakenSnapshot,
+    barrier: Barrier,
+) -> Result<(SubtaskSnapshot, AckFigures), String> {
+    let mut figures = AckFigures::default();
+    let TakenSnapshot { watermark, state } = taken;
     let dir = checkpoint_dir(barrier.id, barrier.savepoint);
     let own = format!("{}-{}", checkpointing.operator_id, checkpointing.task.1);
     let put = |name: &str, bytes: Vec<u8>| {
         block_on(checkpointing.storage.put(name, Bytes::from(bytes))).map_err(|e| e.to_string())
     };
-    let state = match operator.state_backend() {
+    let state = match state {
         None => None,
-        Some(backend) => match backend.snapshot().map_err(|e| e.to_string())? {
+        Some(local) => match local {
             LocalSnapshot::Full(bytes) => {
                 // Named relative to the checkpoint's directory, so that a savepoint can be moved.
-                let file = format!("{own}.state");
+                // The attempt's lineage in the name too: an upload of a failed attempt that
+                // is still running can never overwrite a file of the restarted one.
+                let file = format!("{own}-{}.state", checkpointing.lineage);
                 let size = bytes.len() as u64;
                 put(&format!("{dir}/{file}"), bytes)?;
                 figures.bytes_written = size;
@@ -270,7 +353,7 @@ fn upload_files(
                     // SST numbers restart in a restored copy: the lineage keeps names apart.
                     format!("shared/{own}/{}-{name}", checkpointing.lineage)
                 } else {
-                    format!("{own}/{name}")
+                    format!("{own}/{}-{name}", checkpointing.lineage)
                 };
                 let stored = if shared {
                     object.clone()
@@ -512,6 +595,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             uploaded: Arc::default(),
+            pending_upload: Arc::default(),
             lineage: "l1".into(),
         }
     }
@@ -537,9 +621,26 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rocksdb_checkpoints_upload_what_changed_and_keep_what_retained_ones_use() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = CheckpointStorage::open(&dir.path().join("chk").display().to_string())
+        let storage = CheckpointStorage::open(
+            &dir.path().join("chk").display().to_string(),
+            &crate::checkpoint::StorageOptions::default(),
+        )
+        .await
+        .expect("storage");
+        incremental_checkpoints_and_retention(storage).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rocksdb_checkpoints_in_s3_upload_what_changed_and_keep_what_retained_ones_use() {
+        let (location, options) = crate::checkpoint::storage::tests::test_s3("incremental");
+        let storage = CheckpointStorage::open(&location, &options)
             .await
             .expect("storage");
+        incremental_checkpoints_and_retention(storage).await;
+    }
+
+    async fn incremental_checkpoints_and_retention(storage: CheckpointStorage) {
+        let dir = tempfile::tempdir().expect("tempdir");
         let db =
             crate::state::rocksdb::RocksDbStateBackend::open(&dir.path().join("db")).expect("open");
         let checkpointing = task(storage.clone());
@@ -599,12 +700,24 @@ mod tests {
                 .expect("open");
             let mut holder = Holder(Box::new(db));
             restore_operator(&mut holder, &checkpointing).expect("restore");
-            holder.0.entries(1).expect("entries")
+            let entries = holder.0.entries(1).expect("entries");
+            // Not rescaled: the restored copy is the working database, and the next checkpoint
+            // shares the SST files the restored one uploaded instead of writing them again.
+            checkpointing.lineage = "l2".into();
+            let third = snapshot_operator(&mut holder, &checkpointing, barrier(3)).expect("3");
+            (entries, third)
         })
         .await
         .expect("join");
-        assert_eq!(restored.len(), 201_000);
-        assert_eq!(restored, all);
+        assert_eq!(restored.0.len(), 201_000);
+        assert_eq!(restored.0, all);
+        let third = restored.1.1;
+        assert!(
+            third.bytes_written * 20 < third.state_size,
+            "checkpoint 3, the first after the restore, wrote {} of {} bytes",
+            third.bytes_written,
+            third.state_size
+        );
     }
 
     #[tokio::test]

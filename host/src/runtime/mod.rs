@@ -12,6 +12,7 @@
 pub mod accumulators;
 pub mod aggregate;
 pub mod changelog;
+pub mod checkpoint_bench;
 pub(crate) mod checkpointing;
 pub mod join;
 pub mod operators;
@@ -219,9 +220,24 @@ pub fn start_with(
     checkpoints: Option<CheckpointSettings>,
     backend: &BackendKind,
 ) -> Result<RunningJob, RuntimeError> {
-    let lineage = format!("{:x}", now_millis());
+    // Unique to this attempt, even for two started in the same millisecond (a restart without
+    // delay, or two jobs of one process): shared SST objects and working directories are named
+    // by it, and must never be overwritten by another attempt's.
+    static ATTEMPTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let lineage = format!(
+        "{:x}-{}",
+        now_millis(),
+        ATTEMPTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let stats = JobStats::new(&graph);
     let operator_ids = crate::checkpoint::operator_ids(&graph);
+    // State directories and checkpointed state are keyed by these ids.
+    let distinct: std::collections::HashSet<&String> = operator_ids.iter().collect();
+    if distinct.len() != operator_ids.len() {
+        return Err(RuntimeError::Internal(format!(
+            "two operators share an id: {operator_ids:?}"
+        )));
+    }
     let mut coordinator = None;
     let mut task_checkpointing: Option<(CheckpointSettings, checkpoint_channels::Channels)> = None;
     if let Some(settings) = checkpoints {
@@ -287,6 +303,7 @@ pub fn start_with(
                         parallelism: node.parallelism,
                         max_parallelism: graph.max_parallelism,
                         uploaded: Arc::default(),
+                        pending_upload: Arc::default(),
                         lineage: lineage.clone(),
                     });
             let task = SubtaskContext {
@@ -803,19 +820,37 @@ async fn checkpoint_operator(
     let Some(checkpointing) = task.checkpointing.clone() else {
         return Ok(operator);
     };
+    // The previous checkpoint's upload is over before this one is triggered (the coordinator
+    // waits for every ack); waiting keeps the order certain all the same.
+    if let Some(previous) = checkpointing.take_pending_upload() {
+        let _ = previous.await;
+    }
     let (back, result) = tokio::task::spawn_blocking(move || {
-        let result = checkpointing::snapshot_operator(operator.as_mut(), &checkpointing, barrier);
+        let result = checkpointing::take_snapshot(operator.as_mut());
         (operator, result)
     })
     .await
     .map_err(join_error)?;
-    let (snapshot, mut figures) =
+    let taken =
         result.map_err(|message| task.operator_error(format!("checkpoint {id}: {message}")))?;
-    figures.alignment = alignment;
-    if task.router.broadcast(Message::Barrier(barrier)).await
-        && let Some(checkpointing) = &task.checkpointing
-    {
-        checkpointing.ack(id, snapshot, figures);
+    if !task.router.broadcast(Message::Barrier(barrier)).await {
+        return Ok(back);
+    }
+    // The operator goes on with its input while the snapshot is written: the checkpoint
+    // completes when every upload has acked, and sinks commit only then.
+    let uploading = checkpointing.clone();
+    let label = task.node_label.clone();
+    let upload = tokio::task::spawn_blocking(move || {
+        match checkpointing::upload_snapshot(&uploading, taken, barrier) {
+            Ok((snapshot, mut figures)) => {
+                figures.alignment = alignment;
+                uploading.ack(id, snapshot, figures);
+            }
+            Err(message) => uploading.failed(id, format!("{label}: {message}")),
+        }
+    });
+    if let Ok(mut pending) = checkpointing.pending_upload.lock() {
+        *pending = Some(upload);
     }
     Ok(back)
 }

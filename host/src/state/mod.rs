@@ -63,6 +63,19 @@ pub trait KeyedStateBackend: Send + std::fmt::Debug {
     fn restore(&mut self, snapshot: &[u8], key_groups: Range<u16>) -> Result<(), StateError>;
     /// Adds the entries in `key_groups` of a RocksDB checkpoint copied to `dir`.
     fn restore_files(&mut self, dir: &Path, key_groups: Range<u16>) -> Result<(), StateError>;
+    /// Where to copy a checkpoint's files before restoring them: beside the working copy, so
+    /// that [`Self::adopt_files`] can move them in.
+    fn restore_scratch(&self, name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(name)
+    }
+    /// Makes the RocksDB checkpoint copied to `dir` this backend's whole state, taking the
+    /// directory (it must hold exactly this subtask's key groups, and the backend nothing yet):
+    /// no copying of entries, so recovery costs about the download. `false` when this backend
+    /// cannot; then `restore_files` copies the entries.
+    fn adopt_files(&mut self, dir: &Path) -> Result<bool, StateError> {
+        let _ = dir;
+        Ok(false)
+    }
 }
 
 /// What a backend hands to a checkpoint.

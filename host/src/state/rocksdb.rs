@@ -277,6 +277,27 @@ impl KeyedStateBackend for RocksDbStateBackend {
         self.write(batch)
     }
 
+    fn restore_scratch(&self, name: &str) -> PathBuf {
+        self.dir.with_extension(name)
+    }
+
+    fn adopt_files(&mut self, dir: &Path) -> Result<bool, StateError> {
+        let at = |e: std::io::Error| error(&self.dir.display().to_string(), e);
+        self.db = None;
+        std::fs::remove_dir_all(&self.dir).map_err(at)?;
+        if std::fs::rename(dir, &self.dir).is_err() {
+            // Another file system: copy.
+            std::fs::create_dir_all(&self.dir).map_err(at)?;
+            for entry in std::fs::read_dir(dir).map_err(at)? {
+                let entry = entry.map_err(at)?;
+                std::fs::copy(entry.path(), self.dir.join(entry.file_name())).map_err(at)?;
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        self.db = Some(DB::open(&options(), &self.dir).map_err(|e| error("open", e))?);
+        Ok(true)
+    }
+
     fn restore_files(&mut self, dir: &Path, key_groups: Range<u16>) -> Result<(), StateError> {
         let other = open_read_only(dir)?;
         let mut batch = WriteBatch::default();
