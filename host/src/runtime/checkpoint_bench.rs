@@ -356,8 +356,8 @@ fn task(
     }
 }
 
-/// An operator that is only its state.
-struct Holder(Box<dyn KeyedStateBackend>);
+/// An operator that is only its state (also for the checkpointing tests).
+pub(crate) struct Holder(pub(crate) Box<dyn KeyedStateBackend>);
 
 impl Operator for Holder {
     fn name(&self) -> &'static str {

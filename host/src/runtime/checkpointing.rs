@@ -544,24 +544,7 @@ mod tests {
         );
     }
 
-    /// An operator that is only its state.
-    struct Holder(Box<dyn crate::state::KeyedStateBackend>);
-
-    impl Operator for Holder {
-        fn name(&self) -> &'static str {
-            "Holder"
-        }
-        fn on_batch(
-            &mut self,
-            _batch: arrow::record_batch::RecordBatch,
-            _out: &mut Vec<arrow::record_batch::RecordBatch>,
-        ) -> Result<(), String> {
-            Ok(())
-        }
-        fn state_backend(&mut self) -> Option<&mut Box<dyn crate::state::KeyedStateBackend>> {
-            Some(&mut self.0)
-        }
-    }
+    use super::super::checkpoint_bench::Holder;
 
     fn rows(from: u32, to: u32) -> Vec<(crate::state::StateKey, Vec<u8>)> {
         (from..to)
