@@ -191,10 +191,13 @@ pub(crate) fn restore_operator(
                     .map_err(|e| format!("restoring '{file}': {e}"))?;
             }
             StateHandle::Rocksdb { files } => {
+                // Unique per process, operator, old and new subtask: restores run side by side.
                 let local = backend.restore_scratch(&format!(
-                    "restore-{}-{}",
+                    "restore-{}-{}-{}-to-{}",
                     std::process::id(),
-                    subtask.subtask
+                    checkpointing.operator_id,
+                    subtask.subtask,
+                    checkpointing.task.1
                 ));
                 let _ = std::fs::remove_dir_all(&local);
                 std::fs::create_dir_all(&local).map_err(|e| format!("{}: {e}", local.display()))?;
