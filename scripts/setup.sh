@@ -27,6 +27,16 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
 fi
 
+# The server's TLS test makes a throwaway certificate with the openssl command.
+if ! command -v openssl >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: the tests need the openssl command; run as root, or: apt-get install openssl" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 # Python UDFs: a virtualenv the project owns (.venv), with the SDK (editable), componentize-py,
 # pytest and ruff at the versions pinned in sdk-python/pyproject.toml. Reinstalled only when
 # those pins change.

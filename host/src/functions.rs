@@ -30,28 +30,60 @@ use crate::wasm::{ModuleInstance, WasmModule};
 
 static NEXT_MODULE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Ids of module handles dropped everywhere: threads drop their instances of them (a server
+/// runs job after job; instances are a pooled, limited resource). One id per job ever run.
+static RETIRED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+/// How many ids `RETIRED` holds: a thread looks at the list only when this has moved.
+static RETIREMENTS: AtomicU64 = AtomicU64::new(0);
+
 /// A loaded module with an id that is never reused (it keys the per-thread instances).
 #[derive(Debug, Clone)]
 pub struct ModuleHandle {
     pub id: u64,
     pub module: Arc<WasmModule>,
+    /// Retires the id when the last clone goes.
+    _retire: Arc<Retire>,
+}
+
+#[derive(Debug)]
+struct Retire(u64);
+
+impl Drop for Retire {
+    fn drop(&mut self) {
+        if let Ok(mut retired) = RETIRED.lock() {
+            retired.push(self.0);
+            RETIREMENTS.fetch_add(1, Ordering::Release);
+        }
+    }
 }
 
 impl ModuleHandle {
     pub fn new(module: Arc<WasmModule>) -> Self {
+        let id = NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed);
         Self {
-            id: NEXT_MODULE_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             module,
+            _retire: Arc::new(Retire(id)),
         }
     }
 
     /// Runs `f` with this thread's instance of the module, creating it on first use.
     pub fn with_instance<T>(&self, f: impl FnOnce(&mut ModuleInstance) -> T) -> T {
         thread_local! {
-            static INSTANCES: RefCell<HashMap<u64, ModuleInstance>> = RefCell::new(HashMap::new());
+            /// This thread's instances by handle id, and how many retirements it has seen.
+            static INSTANCES: RefCell<(u64, HashMap<u64, ModuleInstance>)> =
+                RefCell::new((0, HashMap::new()));
         }
-        INSTANCES.with(|instances| {
-            let mut instances = instances.borrow_mut();
+        INSTANCES.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let (seen, instances) = &mut *cell;
+            let retirements = RETIREMENTS.load(Ordering::Acquire);
+            if *seen != retirements {
+                if let Ok(retired) = RETIRED.lock() {
+                    instances.retain(|id, _| !retired.contains(id));
+                }
+                *seen = retirements;
+            }
             let instance = instances
                 .entry(self.id)
                 .or_insert_with(|| self.module.instance());

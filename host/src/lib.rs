@@ -10,6 +10,7 @@ pub mod functions;
 pub mod job;
 pub mod plan;
 pub mod runtime;
+pub mod server;
 pub mod sql;
 pub mod state;
 pub mod udf;

@@ -4,8 +4,16 @@ pub mod bench;
 pub mod bench_checkpoint;
 pub mod build;
 pub mod call;
+pub mod control;
+pub mod deploy;
+pub mod functions;
 pub mod inspect;
+pub mod jobs;
+pub mod remote;
 pub mod run;
+pub mod serve;
+pub mod submit;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -82,7 +82,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 }
 
 /// Every committed row of a table: the csv part files' lines, sorted.
-fn committed_rows(dir: &Path) -> Vec<String> {
+pub(super) fn committed_rows(dir: &Path) -> Vec<String> {
     let mut rows = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return rows;
@@ -104,7 +104,7 @@ fn committed_rows(dir: &Path) -> Vec<String> {
 
 /// A changelog (`op,key,values...`) applied: the final rows by key. Panics on a change that
 /// does not fit (a retraction of a row that is not there: a duplicate or a lost row).
-fn apply_changelog(ordered: Vec<String>) -> BTreeMap<String, String> {
+pub(super) fn apply_changelog(ordered: Vec<String>) -> BTreeMap<String, String> {
     let mut table = BTreeMap::new();
     for line in ordered {
         let (op, rest) = line.split_once(',').expect("op column");
@@ -131,7 +131,7 @@ fn apply_changelog(ordered: Vec<String>) -> BTreeMap<String, String> {
 
 /// The committed changelog in commit order: part files by (number, subtask), lines in order.
 /// (One key's changes all come from one subtask, in order, so this order is right per key.)
-fn changelog_in_order(dir: &Path) -> Vec<String> {
+pub(super) fn changelog_in_order(dir: &Path) -> Vec<String> {
     let mut parts: Vec<(u64, u64, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).expect("totals dir") {
         let path = entry.expect("entry").path();

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
 mod checkpoints;
+mod server;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -90,6 +90,8 @@ pub struct Coordinator {
     reports: mpsc::UnboundedReceiver<Report>,
     /// The user asked to stop: the next checkpoint is a savepoint, and the last.
     stopping: bool,
+    /// The user asked for a savepoint (the job goes on) while a checkpoint was in flight.
+    savepoint_pending: bool,
     finished: HashMap<TaskId, SubtaskSnapshot>,
     in_flight: Option<InFlight>,
     last_id: u64,
@@ -107,6 +109,8 @@ impl std::fmt::Debug for Coordinator {
 struct InFlight {
     id: u64,
     savepoint: bool,
+    /// The job ends once it completes (stop with a savepoint).
+    stop: bool,
     started: Instant,
     acks: HashMap<TaskId, (SubtaskSnapshot, AckFigures)>,
 }
@@ -138,6 +142,7 @@ impl Coordinator {
                 completed,
                 reports,
                 stopping: false,
+                savepoint_pending: false,
                 finished: HashMap::new(),
                 in_flight: None,
                 last_id,
@@ -168,6 +173,7 @@ impl Coordinator {
         );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stop = self.settings.stop.clone();
+        let mut savepoint_requests = self.settings.savepoint_requests.clone();
         loop {
             tokio::select! {
                 report = self.reports.recv() => {
@@ -181,14 +187,21 @@ impl Coordinator {
                 }
                 _ = ticker.tick() => {
                     if self.in_flight.is_none() && !self.stopping {
-                        self.trigger(false);
+                        self.trigger(false, false);
                     }
                 }
                 Some(()) = stop_requested(&mut stop) => {
                     self.stopping = true;
                     stop = None;
                     if self.in_flight.is_none() {
-                        self.trigger(true);
+                        self.trigger(true, true);
+                    }
+                }
+                Some(()) = savepoint_requested(&mut savepoint_requests) => {
+                    if self.in_flight.is_none() && !self.stopping {
+                        self.trigger(true, false);
+                    } else {
+                        self.savepoint_pending = true;
                     }
                 }
             }
@@ -200,11 +213,12 @@ impl Coordinator {
         }
     }
 
-    fn trigger(&mut self, savepoint: bool) {
+    fn trigger(&mut self, savepoint: bool, stop: bool) {
         self.last_id += 1;
         self.in_flight = Some(InFlight {
             id: self.last_id,
             savepoint,
+            stop,
             started: Instant::now(),
             acks: HashMap::new(),
         });
@@ -245,6 +259,7 @@ impl Coordinator {
             self.in_flight = Some(InFlight {
                 id: self.last_id,
                 savepoint: self.stopping,
+                stop: self.stopping,
                 started: Instant::now(),
                 acks: HashMap::new(),
             });
@@ -264,17 +279,19 @@ impl Coordinator {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(Step::Running);
         };
-        let savepoint = in_flight.savepoint;
+        let stop = in_flight.stop;
         let location = self.complete(in_flight, all_finished).await?;
-        if savepoint {
+        if stop {
             return Ok(Step::Stopped(location));
         }
         if all_finished {
             return Ok(Step::Finished);
         }
-        // A stop was asked while a checkpoint was in flight: the savepoint comes next.
+        // A stop or a savepoint was asked while a checkpoint was in flight: it comes next.
         if self.stopping {
-            self.trigger(true);
+            self.trigger(true, true);
+        } else if std::mem::take(&mut self.savepoint_pending) {
+            self.trigger(true, false);
         }
         Ok(Step::Running)
     }
@@ -287,6 +304,7 @@ impl Coordinator {
     ) -> Result<String, CheckpointError> {
         let mut figures = CheckpointStats {
             id: in_flight.id,
+            savepoint: in_flight.savepoint,
             finished,
             ..CheckpointStats::default()
         };
@@ -347,22 +365,24 @@ impl Coordinator {
             .storage
             .put(&format!("{dir}/{METADATA_FILE}"), Bytes::from(json))
             .await?;
+        let location = format!(
+            "{}/{dir}",
+            self.settings.storage.location().trim_end_matches('/')
+        );
         figures.duration = in_flight.started.elapsed();
+        figures.location = location.clone();
         if let Ok(mut stats) = self.stats.lock() {
             stats.push(figures);
         }
         // Only now may sinks make their output visible.
         self.completed.send_replace(Completed {
             id: in_flight.id,
-            stop: in_flight.savepoint,
+            stop: in_flight.stop,
         });
         if !in_flight.savepoint {
             self.retain(&metadata).await?;
         }
-        Ok(format!(
-            "{}/{dir}",
-            self.settings.storage.location().trim_end_matches('/')
-        ))
+        Ok(location)
     }
 }
 
@@ -389,6 +409,18 @@ enum Step {
     Finished,
     /// A savepoint the user asked for is complete, at this location.
     Stopped(String),
+}
+
+/// Resolves each time the savepoint request counter moves (never if there is none, or its
+/// sender is gone).
+async fn savepoint_requested(requests: &mut Option<watch::Receiver<u64>>) -> Option<()> {
+    if let Some(receiver) = requests {
+        if receiver.changed().await.is_ok() {
+            return Some(());
+        }
+        *requests = None;
+    }
+    std::future::pending().await
 }
 
 /// Resolves once the stop flag turns true (never if there is none, or its sender is gone).

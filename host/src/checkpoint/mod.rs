@@ -51,6 +51,8 @@ pub struct CheckpointSettings {
     pub restore: Option<Arc<Restore>>,
     /// Turns true when the user asks the job to stop with a savepoint.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Moves each time the user asks for a savepoint while the job goes on.
+    pub savepoint_requests: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// A completed checkpoint or savepoint to start from: its metadata, and where its files are
@@ -101,6 +103,10 @@ pub struct CheckpointStats {
     /// The size of all state it refers to.
     pub state_size: u64,
     pub finished: bool,
+    /// A savepoint (the user's, kept apart from retention) rather than a checkpoint.
+    pub savepoint: bool,
+    /// Where it was written.
+    pub location: String,
 }
 
 /// The directory of checkpoint `id` (or savepoint) in the storage.

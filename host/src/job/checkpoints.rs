@@ -70,6 +70,11 @@ pub(super) struct Control {
     pub from_savepoint: Option<String>,
     /// Turns true when the user asks the job to stop with a savepoint.
     pub stop: Option<watch::Receiver<bool>>,
+    /// Moves each time the user asks for a savepoint while the job goes on.
+    pub savepoint_requests: Option<watch::Receiver<u64>>,
+    /// A checkpoint taken after `from_savepoint` by a run that started from it (same job tag,
+    /// higher id) wins over the savepoint: a server resuming a job after a crash.
+    pub prefer_newer_checkpoints: bool,
 }
 
 /// Runs `graph` with checkpoints in `location`, resuming from the newest usable one there and
@@ -114,7 +119,9 @@ pub(super) async fn run(
         // restart after a failure takes the checkpoints taken since.
         let restore = match (newest, &savepoint) {
             (Some(newest), Some(savepoint))
-                if failures > 0 && newest.metadata.id > savepoint.metadata.id =>
+                if (failures > 0 || control.prefer_newer_checkpoints)
+                    && newest.metadata.id > savepoint.metadata.id
+                    && newest.metadata.job_tag == savepoint.metadata.job_tag =>
             {
                 Some(newest)
             }
@@ -133,6 +140,7 @@ pub(super) async fn run(
                 .map_or_else(new_job_tag, |r| r.metadata.job_tag.clone()),
             restore: restore.clone(),
             stop: control.stop.clone(),
+            savepoint_requests: control.savepoint_requests.clone(),
         };
         // Commit the restored checkpoint's output (it may not all have been when the process
         // stopped) and discard what came after, before anything runs: file I/O, so off the

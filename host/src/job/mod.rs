@@ -97,6 +97,8 @@ pub enum Outcome {
 
 /// Called while a job runs (about 10 times a second) and once at its end.
 pub trait Observer {
+    /// A job (or a restarted attempt of it) has started: its graph and live counters.
+    fn started(&mut self, _graph: &Arc<Graph>, _stats: &Arc<JobStats>) {}
     fn progress(&mut self, graph: &Graph, stats: &JobStats);
     /// Something the user should know while the job runs (a restart, a damaged checkpoint).
     fn notice(&mut self, _message: &str) {}
@@ -136,6 +138,10 @@ pub struct Session {
     from_savepoint: Option<String>,
     /// Turns true when the user asks running jobs to stop with a savepoint.
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Moves when the user asks a running job for a savepoint (it goes on).
+    savepoint_requests: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Checkpoints newer than the savepoint given win over it (a server's resumed job).
+    prefer_newer_checkpoints: bool,
     /// True while a query with checkpoints runs (it can stop with a savepoint).
     can_savepoint: Arc<std::sync::atomic::AtomicBool>,
     /// `'state.backend.type'`: `Some(true)` rocksdb, `Some(false)` hashmap; unset, RocksDB in
@@ -166,6 +172,8 @@ impl Session {
             grants: crate::wasm::SandboxGrants::default(),
             from_savepoint: None,
             stop: None,
+            savepoint_requests: None,
+            prefer_newer_checkpoints: false,
             can_savepoint: Arc::default(),
             rocksdb: None,
         }
@@ -187,6 +195,18 @@ impl Session {
     /// (the statement then yields [`Outcome::Stopped`]); one without stops at once.
     pub fn set_stop_signal(&mut self, stop: tokio::sync::watch::Receiver<bool>) {
         self.stop = Some(stop);
+    }
+
+    /// Each time `requests` moves, a running query with checkpoints takes a savepoint and goes on
+    /// (its location appears in the job's checkpoint stats).
+    pub fn set_savepoint_requests(&mut self, requests: tokio::sync::watch::Receiver<u64>) {
+        self.savepoint_requests = Some(requests);
+    }
+
+    /// With [`Session::set_from_savepoint`], a checkpoint taken after the savepoint by a run
+    /// that started from it wins: for resuming a job after a crash with the same settings.
+    pub fn prefer_newer_checkpoints(&mut self) {
+        self.prefer_newer_checkpoints = true;
     }
 
     /// Grants every module this session loads these capabilities (nothing by default).
@@ -483,6 +503,8 @@ impl Session {
                                 // Only the first query with checkpoints starts from it.
                                 from_savepoint: self.from_savepoint.take(),
                                 stop: self.stop.clone(),
+                                savepoint_requests: self.savepoint_requests.clone(),
+                                prefer_newer_checkpoints: self.prefer_newer_checkpoints,
                             },
                             observer,
                         )
@@ -531,6 +553,31 @@ impl Session {
                 })
             }
         }
+    }
+
+    /// Registers the module at `path` (absolute) under `name`, with `grants` for its sandbox:
+    /// what `CREATE FUNCTION name AS 'export' LANGUAGE WASM USING JAR 'path'` does, for a
+    /// catalog that is not SQL (the server's deployed modules).
+    ///
+    /// # Errors
+    /// The module cannot be loaded, has no such export, or the name is taken.
+    pub fn register_function(
+        &mut self,
+        name: &str,
+        export: &str,
+        path: &Path,
+        grants: crate::wasm::SandboxGrants,
+    ) -> Result<(), JobError> {
+        let saved = std::mem::replace(&mut self.grants, grants);
+        let result = self.create_function(&CreateFunction {
+            name: name.to_string(),
+            export: export.to_string(),
+            path: path.display().to_string(),
+            temporary: false,
+            if_not_exists: false,
+        });
+        self.grants = saved;
+        result
     }
 
     fn create_function(&mut self, create: &CreateFunction) -> Result<(), JobError> {
@@ -595,10 +642,11 @@ impl Session {
 /// Waits for a job's end, showing progress.
 async fn wait(
     job: crate::runtime::RunningJob,
-    graph: &Graph,
+    graph: &Arc<Graph>,
     observer: &mut dyn Observer,
 ) -> Result<Vec<RecordBatch>, RuntimeError> {
     let stats = job.stats.clone();
+    observer.started(graph, &stats);
     let mut finish = Box::pin(job.finish());
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(100));
     let batches = loop {

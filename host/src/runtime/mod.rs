@@ -108,6 +108,32 @@ pub struct OperatorStats {
     pub skipped_rows: AtomicU64,
     /// Rows that came after the watermark had passed their window: dropped, and counted here.
     pub late_rows: AtomicU64,
+    /// Time spent waiting for room in downstream channels (back-pressure), over all subtasks.
+    pub backpressure_nanos: AtomicU64,
+    /// Each subtask's last watermark sent downstream (`i64::MIN`: none yet).
+    pub watermarks: Vec<std::sync::atomic::AtomicI64>,
+}
+
+impl OperatorStats {
+    fn with_parallelism(parallelism: usize) -> Self {
+        Self {
+            watermarks: (0..parallelism)
+                .map(|_| std::sync::atomic::AtomicI64::new(i64::MIN))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The operator's watermark: the least of its subtasks' (milliseconds since the epoch);
+    /// `None` until every subtask has sent one.
+    pub fn watermark(&self) -> Option<i64> {
+        let least = self
+            .watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()?;
+        (least != i64::MIN).then_some(least)
+    }
 }
 
 /// Counters of a running or finished job, one entry per graph node.
@@ -130,7 +156,7 @@ impl JobStats {
                 .map(|n| {
                     (
                         format!("[{}] {}", n.id, n.operator.name()),
-                        Arc::new(OperatorStats::default()),
+                        Arc::new(OperatorStats::with_parallelism(n.parallelism)),
                     )
                 })
                 .collect(),
@@ -176,10 +202,17 @@ impl RunningJob {
     ///
     /// # Errors
     /// The first failure of any subtask.
-    pub async fn finish(self) -> Result<Vec<RecordBatch>, RuntimeError> {
-        self.handle
+    pub async fn finish(mut self) -> Result<Vec<RecordBatch>, RuntimeError> {
+        (&mut self.handle)
             .await
             .map_err(|e| RuntimeError::Internal(format!("the job's task failed: {e}")))?
+    }
+}
+
+/// Dropping a job cancels it: its task owns every subtask, which end with it.
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        self.handle.abort();
     }
 }
 
@@ -307,6 +340,7 @@ pub fn start_with(
                         lineage: lineage.clone(),
                     });
             let task = SubtaskContext {
+                subtask: index,
                 node_label: label.clone(),
                 stats: node_stats.clone(),
                 router,
@@ -445,6 +479,7 @@ pub fn recover_sinks(graph: &Graph, settings: &CheckpointSettings) -> Result<(),
 
 /// What every subtask task holds.
 struct SubtaskContext {
+    subtask: usize,
     /// `Project [1]`: for errors, which should not depend on which subtask failed first.
     node_label: String,
     stats: Arc<OperatorStats>,
@@ -460,6 +495,24 @@ impl SubtaskContext {
         self.stats
             .rows_in
             .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+    }
+
+    /// Sends the parts downstream, counting the time spent waiting for room.
+    async fn send(&self, parts: Vec<router::Part>) -> bool {
+        let started = Instant::now();
+        let open = self.router.send(parts).await;
+        self.stats
+            .backpressure_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        open
+    }
+
+    /// Forwards a watermark downstream and shows it in the stats.
+    async fn send_watermark(&self, watermark: i64) -> bool {
+        if let Some(slot) = self.stats.watermarks.get(self.subtask) {
+            slot.store(watermark, Ordering::Relaxed);
+        }
+        self.router.broadcast(Message::Watermark(watermark)).await
     }
 
     fn busy(&self, started: Instant) {
@@ -622,7 +675,7 @@ async fn run_source(
                     operator: task.node_label.clone(),
                     message,
                 })?;
-                if !task.router.send(parts).await {
+                if !task.send(parts).await {
                     return Ok(());
                 }
                 // Active again: downstream learns it from a watermark, advanced or not.
@@ -632,7 +685,7 @@ async fn run_source(
                     watermark
                 };
                 if let Some(watermark) = watermark
-                    && !task.router.broadcast(Message::Watermark(watermark)).await
+                    && !task.send_watermark(watermark).await
                 {
                     return Ok(());
                 }
@@ -900,10 +953,10 @@ async fn run_step(
     task.stats
         .rows_out
         .fetch_add(rows as u64, Ordering::Relaxed);
-    let mut open = task.router.send(parts).await;
+    let mut open = task.send(parts).await;
     // Downstream learns of the end of time from the end of input itself.
     if let Some(w) = watermark.filter(|&w| open && w < watermark::END_OF_TIME) {
-        open = task.router.broadcast(Message::Watermark(w)).await;
+        open = task.send_watermark(w).await;
     }
     Ok((back_operator, open))
 }

@@ -271,6 +271,24 @@ impl SinkWriter for FileSink {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // An append-only input (a batch job, an append-only query) written as a changelog is
+        // all inserts, as in Flink.
+        let inserts;
+        let batch =
+            if self.config.changelog && batch.num_columns() + 1 == self.schema.fields().len() {
+                let mut columns: Vec<arrow::array::ArrayRef> =
+                    vec![std::sync::Arc::new(arrow::array::StringArray::from(vec![
+                    "+I";
+                    batch.num_rows()
+                ]))];
+                columns.extend(batch.columns().iter().cloned());
+                inserts = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
+                    self.other(format!("a batch does not fit the table's columns: {e}"))
+                })?;
+                &inserts
+            } else {
+                batch
+            };
         // An upsert log leaves out the rows before an update: the row after replaces it.
         let upserts;
         let batch = if self.config.upsert {

@@ -270,3 +270,20 @@ fn an_invalid_subtask_or_projection_is_an_error_not_a_panic() {
     let (batches, _) = read_with(&table, subtask(0, 1), None, usize::MAX, SMALL).expect("reads");
     assert_eq!(ids(&batches), [1]);
 }
+
+#[test]
+fn an_append_only_input_written_as_a_changelog_is_all_inserts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let table = table(&out, "csv", &[("sink.changelog-mode", "all")]);
+    let mut sink = crate::connector::open_sink(&table, subtask(0, 1), None).expect("sink");
+    sink.write(&sample()).expect("append-only rows");
+    sink.finish().expect("finish");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&out).expect("out") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("part");
+        lines.extend(text.lines().map(str::to_string));
+    }
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("+I,")), "{lines:?}");
+}

@@ -478,10 +478,12 @@ pub(super) fn wasm_finish(
             BinaryArray::from_iter_values((0..groups).map(|_| initial.as_slice()))
         }
     };
-    function
+    let started = std::time::Instant::now();
+    let result = function
         .module
-        .with_instance(|i| i.aggregate_finish(function.export(), &merged))
-        .map_err(|e| e.to_string())
+        .with_instance(|i| i.aggregate_finish(function.export(), &merged));
+    function.metrics.record(merged.len(), started, &result);
+    result.map_err(|e| e.to_string())
 }
 
 /// A fresh accumulator for `function`'s groups (an adapter where it has no groups form).
@@ -561,16 +563,16 @@ pub(super) fn wasm_update(
     if groups.is_empty() {
         return Ok(before);
     }
-    let after = function
-        .module
-        .with_instance(|i| {
-            if retract {
-                i.aggregate_retract(function.export(), &values, &groups, &before)
-            } else {
-                i.aggregate_accumulate(function.export(), &values, &groups, &before)
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let result = function.module.with_instance(|i| {
+        if retract {
+            i.aggregate_retract(function.export(), &values, &groups, &before)
+        } else {
+            i.aggregate_accumulate(function.export(), &values, &groups, &before)
+        }
+    });
+    function.metrics.record(groups.len(), started, &result);
+    let after = result.map_err(|e| e.to_string())?;
     if after.len() != before.len() {
         return Err(format!(
             "{} returned {} states for {} groups",
@@ -618,10 +620,12 @@ pub(super) fn wasm_merge_parts(
         let right = BinaryArray::from_iter_values(
             merging.iter().map(|&g| stored.value(parts_of[g][round])),
         );
-        let after = function
+        let started = std::time::Instant::now();
+        let result = function
             .module
-            .with_instance(|i| i.aggregate_merge(function.export(), &left, &right))
-            .map_err(|e| e.to_string())?;
+            .with_instance(|i| i.aggregate_merge(function.export(), &left, &right));
+        function.metrics.record(merging.len(), started, &result);
+        let after = result.map_err(|e| e.to_string())?;
         if after.len() != merging.len() {
             return Err(format!(
                 "{} merged {} states into {}",
