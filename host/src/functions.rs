@@ -74,21 +74,32 @@ impl ModuleHandle {
             static INSTANCES: RefCell<(u64, HashMap<u64, ModuleInstance>)> =
                 RefCell::new((0, HashMap::new()));
         }
-        INSTANCES.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let (seen, instances) = &mut *cell;
-            let retirements = RETIREMENTS.load(Ordering::Acquire);
-            if *seen != retirements {
-                if let Ok(retired) = RETIRED.lock() {
-                    instances.retain(|id, _| !retired.contains(id));
+        let call = || {
+            INSTANCES.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                let (seen, instances) = &mut *cell;
+                let retirements = RETIREMENTS.load(Ordering::Acquire);
+                if *seen != retirements {
+                    if let Ok(retired) = RETIRED.lock() {
+                        instances.retain(|id, _| !retired.contains(id));
+                    }
+                    *seen = retirements;
                 }
-                *seen = retirements;
+                let instance = instances
+                    .entry(self.id)
+                    .or_insert_with(|| self.module.instance());
+                f(instance)
+            })
+        };
+        // WASI's file calls block on tokio, which panics on a thread that drives a runtime (a
+        // constant folded while planning, on a thread inside `block_on`): step out of it.
+        // (On the blocking threads where calls normally run this is a plain call.)
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(call)
             }
-            let instance = instances
-                .entry(self.id)
-                .or_insert_with(|| self.module.instance());
-            f(instance)
-        })
+            _ => call(),
+        }
     }
 }
 

@@ -651,3 +651,30 @@ fn state_ttl_forgets_join_rows_by_the_wall_clock() {
         "the name should have expired:\n{with}"
     );
 }
+
+/// A granted file read in a constant expression runs while the query is planned (DataFusion
+/// folds it), on the thread that drives the job: WASI's file calls must not panic there.
+#[test]
+fn a_granted_file_read_folded_at_planning_time_works() {
+    let hostile = built("hostile");
+    let dir = scratch().join("folded-read");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("word.txt"), "folded").expect("write");
+    let script = script(
+        "folded_read",
+        &format!(
+            "CREATE FUNCTION read_file AS 'read_file' LANGUAGE WASM USING JAR '{hostile}';\n\
+             SELECT read_file('{}') AS word;\n",
+            dir.join("word.txt").display()
+        ),
+    );
+    let out = ok(&[
+        "run",
+        &script,
+        "--format",
+        "csv",
+        "--allow-read",
+        &dir.display().to_string(),
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["word", "folded"]);
+}

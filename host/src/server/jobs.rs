@@ -144,14 +144,25 @@ pub(crate) fn start(
         .spawn(move || {
             // The job's future is not `Send` (a session borrows its observer); this thread
             // drives it while its subtasks run on the runtime's workers.
-            let ended = handle.block_on(async move {
-                tokio::select! {
-                    ended = run(setup, stop_rx, savepoints_rx, view) => ended,
-                    Some(how) = async { halt_rx.wait_for(Option::is_some).await.ok().and_then(|h| *h) } => {
-                        // Dropping the run above cancelled every subtask.
-                        Ended::Halted(how)
+            let driven = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.block_on(async move {
+                    tokio::select! {
+                        ended = run(setup, stop_rx, savepoints_rx, view) => ended,
+                        Some(how) = async { halt_rx.wait_for(Option::is_some).await.ok().and_then(|h| *h) } => {
+                            // Dropping the run above cancelled every subtask.
+                            Ended::Halted(how)
+                        }
                     }
-                }
+                })
+            }));
+            // A bug must not leave the job "running" for ever.
+            let ended = driven.unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Ended::Failed(format!("internal error: the job's thread panicked: {message}"))
             });
             on_end(id, ended);
             ended_tx.send_replace(true);
