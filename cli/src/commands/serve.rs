@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use weir_host::server::{DEFAULT_MAX_MODULE_BYTES, ServerConfig};
+use weir_host::server::{DEFAULT_JOB_HISTORY, DEFAULT_MAX_MODULE_BYTES, ServerConfig};
 
 use super::remote::default_data_dir;
 
@@ -36,6 +36,10 @@ pub struct Args {
     /// The largest module a deploy may upload, in MiB.
     #[arg(long, default_value_t = DEFAULT_MAX_MODULE_BYTES >> 20)]
     pub max_module_mib: usize,
+    /// How many ended jobs (finished, failed, cancelled) to remember; older ones are
+    /// forgotten with their checkpoints. Savepoints are never deleted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_JOB_HISTORY)]
+    pub job_history: usize,
 }
 
 /// Serves until SIGTERM or Ctrl-C. Jobs are not stopped: like a crash, the next start resumes
@@ -57,6 +61,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
         tls: args.tls_cert.zip(args.tls_key),
         max_module_bytes: args.max_module_mib.saturating_mul(1 << 20),
         cache_dir,
+        job_history: args.job_history,
         base_dir: std::env::current_dir().context("cannot read the current directory")?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

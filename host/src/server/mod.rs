@@ -8,6 +8,7 @@
 pub mod client;
 mod controller;
 mod jobs;
+mod memory;
 mod metrics;
 mod service;
 mod store;
@@ -27,6 +28,10 @@ pub mod proto {
 /// Modules larger than this are refused unless the server is told otherwise.
 pub const DEFAULT_MAX_MODULE_BYTES: usize = 64 << 20;
 
+/// How many ended jobs (finished, failed, cancelled) the server remembers unless told
+/// otherwise; older ones are forgotten with their state (savepoints stay).
+pub const DEFAULT_JOB_HISTORY: usize = 1000;
+
 /// How `weir serve` runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -44,6 +49,8 @@ pub struct ServerConfig {
     pub cache_dir: Option<PathBuf>,
     /// Relative paths in scripts (file tables) are resolved against it.
     pub base_dir: PathBuf,
+    /// How many ended jobs are remembered (see [`DEFAULT_JOB_HISTORY`]).
+    pub job_history: usize,
 }
 
 /// A server failure or a refused call, by cause; each maps to a gRPC status.

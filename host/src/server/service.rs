@@ -35,6 +35,7 @@ pub async fn serve(
     ready: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    super::memory::limit_arenas();
     let controller = Controller::start(&config)?;
     let token = controller.data_dir().token(config.token.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)

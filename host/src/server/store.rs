@@ -1,11 +1,13 @@
-//! What the server keeps in its data directory: the catalog (modules, tables, jobs) as one
-//! versioned JSON file replaced atomically on every change, module bytes by content hash, and
-//! the bearer token.
+//! What the server keeps in its data directory: the catalog (modules, tables) as one versioned
+//! JSON file, each job's record in its own file (so that a job's change rewrites only that
+//! job, however long the history), module bytes by content hash, and the bearer token. Every
+//! file is replaced atomically.
 //!
 //! ```text
-//! <data>/catalog.json          modules, tables, jobs
+//! <data>/catalog.json          modules, tables, the next job id
 //! <data>/modules/<sha256>.wasm  deployed components
-//! <data>/jobs/<id>/             a job's state directory (checkpoints, RocksDB)
+//! <data>/jobs/<id>/job.json     a job's record
+//! <data>/jobs/<id>/             its state directory (checkpoints, savepoints, RocksDB)
 //! <data>/token                  the bearer token (mode 0600)
 //! ```
 
@@ -16,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ServerError;
 
-/// Bumped when the catalog's shape changes incompatibly.
-const FORMAT_VERSION: u32 = 1;
+/// Bumped when the catalog's shape changes incompatibly. Format 1 kept the jobs inside
+/// `catalog.json`; it is still read, and moved to per-job files on the first start.
+const FORMAT_VERSION: u32 = 2;
 
 /// The persisted catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +28,8 @@ pub(crate) struct Catalog {
     pub format_version: u32,
     pub modules: Vec<ModuleRecord>,
     pub tables: Vec<TableRecord>,
+    /// Kept in `jobs/<id>/job.json`; only format 1 wrote them here.
+    #[serde(default, skip_serializing)]
     pub jobs: Vec<JobRecord>,
     pub next_job: u64,
 }
@@ -170,32 +175,102 @@ impl DataDir {
         self.root.join("jobs").join(id.to_string())
     }
 
-    /// The catalog, or an empty one on a first start.
+    /// The catalog with every job's record, or an empty one on a first start.
     pub fn load_catalog(&self) -> Result<Catalog, ServerError> {
         let path = self.root.join("catalog.json");
         let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Catalog::default()),
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(ServerError::io(&path, e)),
         };
-        let catalog: Catalog = serde_json::from_slice(&bytes).map_err(|e| {
-            ServerError::Config(format!("{} is not a Weir catalog: {e}", path.display()))
-        })?;
-        if catalog.format_version != FORMAT_VERSION {
-            return Err(ServerError::Config(format!(
-                "{} has catalog format {}, this server reads {FORMAT_VERSION}",
-                path.display(),
-                catalog.format_version
-            )));
+        let mut catalog: Catalog = match bytes {
+            None => Catalog::default(),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ServerError::Config(format!("{} is not a Weir catalog: {e}", path.display()))
+            })?,
+        };
+        match catalog.format_version {
+            FORMAT_VERSION => {}
+            1 => {
+                for job in &catalog.jobs {
+                    self.save_job(job)?;
+                }
+                catalog.format_version = FORMAT_VERSION;
+                self.save_catalog(&catalog)?;
+            }
+            other => {
+                return Err(ServerError::Config(format!(
+                    "{} has catalog format {other}, this server reads {FORMAT_VERSION}",
+                    path.display(),
+                )));
+            }
+        }
+        catalog.jobs = self.load_jobs()?;
+        // A crash between a job's record and the catalog must not reuse its id.
+        if let Some(last) = catalog.jobs.last() {
+            catalog.next_job = catalog.next_job.max(last.id + 1);
         }
         Ok(catalog)
     }
 
-    /// Replaces the catalog: a temporary file, synced, renamed over the old one.
+    /// Every `jobs/<id>/job.json`, by id. A directory without a record is state a forgotten
+    /// job left behind (its savepoints).
+    fn load_jobs(&self) -> Result<Vec<JobRecord>, ServerError> {
+        let dir = self.root.join("jobs");
+        let entries = std::fs::read_dir(&dir).map_err(|e| ServerError::io(&dir, e))?;
+        let mut jobs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| ServerError::io(&dir, e))?;
+            let path = entry.path().join("job.json");
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(ServerError::io(&path, e)),
+            };
+            let job: JobRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                ServerError::Config(format!("{} is not a Weir job record: {e}", path.display()))
+            })?;
+            jobs.push(job);
+        }
+        jobs.sort_by_key(|job| job.id);
+        Ok(jobs)
+    }
+
+    /// Replaces the catalog (without the jobs): a temporary file, synced, renamed over the old
+    /// one.
     pub fn save_catalog(&self, catalog: &Catalog) -> Result<(), ServerError> {
         let json = serde_json::to_vec_pretty(catalog)
             .map_err(|e| ServerError::Config(format!("cannot encode the catalog: {e}")))?;
         write_atomically(&self.root.join("catalog.json"), &json, None)
+    }
+
+    /// Replaces one job's record.
+    pub fn save_job(&self, job: &JobRecord) -> Result<(), ServerError> {
+        let dir = self.job_dir(job.id);
+        std::fs::create_dir_all(&dir).map_err(|e| ServerError::io(&dir, e))?;
+        let json = serde_json::to_vec_pretty(job)
+            .map_err(|e| ServerError::Config(format!("cannot encode job {}: {e}", job.id)))?;
+        write_atomically(&dir.join("job.json"), &json, None)
+    }
+
+    /// Forgets an ended job: its record and its state directory go, unless a savepoint lies in
+    /// it (savepoints are the user's, as in Flink): then only the record goes.
+    pub fn forget_job(&self, id: u64) -> Result<(), ServerError> {
+        let dir = self.job_dir(id);
+        let record = dir.join("job.json");
+        match std::fs::remove_file(&record) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ServerError::io(&record, e)),
+        }
+        if !holds_savepoint(&dir) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ServerError::io(&dir, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Stores a module's bytes under their digest (once).
@@ -228,6 +303,22 @@ impl DataDir {
         write_atomically(&path, format!("{token}\n").as_bytes(), Some(0o600))?;
         Ok(token)
     }
+}
+
+/// Whether a savepoint directory lies anywhere under `dir`.
+fn holds_savepoint(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        is_dir
+            && (entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("savepoint-")
+                || holds_savepoint(&entry.path()))
+    })
 }
 
 fn write_atomically(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<(), ServerError> {
@@ -292,5 +383,72 @@ mod tests {
         .expect("write");
         let error = data.load_catalog().expect_err("format 99");
         assert!(error.to_string().contains("catalog format 99"), "{error}");
+    }
+
+    fn job(id: u64) -> JobRecord {
+        JobRecord {
+            id,
+            name: format!("job {id}"),
+            mode: "batch".into(),
+            script: "INSERT INTO t SELECT 1".into(),
+            statement: 0,
+            query: "INSERT INTO t SELECT 1".into(),
+            tables: Vec::new(),
+            modules: Vec::new(),
+            status: JobStatus::Finished,
+            from_savepoint: None,
+            savepoint: None,
+            error: None,
+            submitted_millis: 0,
+            ended_millis: Some(1),
+        }
+    }
+
+    #[test]
+    fn a_format_1_catalog_moves_its_jobs_to_their_own_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::open(dir.path()).expect("open");
+        let old = serde_json::json!({
+            "format_version": 1, "modules": [], "tables": [],
+            "jobs": [job(3), job(5)], "next_job": 6,
+        });
+        std::fs::write(dir.path().join("catalog.json"), old.to_string()).expect("write");
+        let catalog = data.load_catalog().expect("migrate");
+        let ids: Vec<u64> = catalog.jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids, [3, 5]);
+        assert!(dir.path().join("jobs/5/job.json").is_file());
+        let rewritten = std::fs::read_to_string(dir.path().join("catalog.json")).expect("read");
+        assert!(!rewritten.contains("\"jobs\""), "{rewritten}");
+        assert!(rewritten.contains("\"format_version\": 2"), "{rewritten}");
+        // And again, now from the files.
+        let again = data.load_catalog().expect("load");
+        assert_eq!(again.jobs.len(), 2);
+        assert_eq!(again.next_job, 6);
+    }
+
+    #[test]
+    fn a_job_record_without_a_catalog_entry_still_advances_the_next_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::open(dir.path()).expect("open");
+        data.save_catalog(&Catalog::default()).expect("save");
+        data.save_job(&job(9)).expect("job");
+        assert_eq!(data.load_catalog().expect("load").next_job, 10);
+    }
+
+    #[test]
+    fn forgetting_a_job_keeps_its_savepoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::open(dir.path()).expect("open");
+        for id in [1, 2] {
+            data.save_job(&job(id)).expect("save");
+            std::fs::create_dir_all(data.job_dir(id).join("checkpoints/chk-4")).expect("chk");
+        }
+        std::fs::create_dir_all(data.job_dir(2).join("checkpoints/savepoint-5")).expect("sp");
+        data.forget_job(1).expect("forget 1");
+        data.forget_job(2).expect("forget 2");
+        assert!(!data.job_dir(1).exists());
+        assert!(data.job_dir(2).join("checkpoints/savepoint-5").is_dir());
+        assert!(!data.job_dir(2).join("job.json").exists());
+        assert!(data.load_catalog().expect("load").jobs.is_empty());
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct Controller {
     live: Mutex<HashMap<u64, Arc<LiveJob>>>,
     max_module_bytes: usize,
     base_dir: PathBuf,
+    job_history: usize,
 }
 
 /// A module as a deployer describes it.
@@ -60,7 +61,11 @@ impl Controller {
             live: Mutex::default(),
             max_module_bytes: config.max_module_bytes,
             base_dir: config.base_dir.clone(),
+            job_history: config.job_history,
         });
+        if let Ok(mut catalog) = controller.catalog() {
+            controller.forget_old_jobs(&mut catalog);
+        }
         let running: Vec<JobRecord> = controller
             .catalog()?
             .jobs
@@ -244,6 +249,7 @@ impl Controller {
                     submitted_millis: crate::runtime::now_millis(),
                     ended_millis: None,
                 };
+                self.data.save_job(&record)?;
                 catalog.jobs.push(record.clone());
                 records.push(record);
             }
@@ -333,8 +339,41 @@ impl Controller {
                 record.savepoint = Some(savepoint);
             }
         }
-        if let Err(e) = self.data.save_catalog(&catalog) {
-            tracing::error!("cannot save the catalog after job {id} ended: {e}");
+        if let Err(e) = self.data.save_job(record) {
+            tracing::error!("cannot save job {id}'s record after it ended: {e}");
+        }
+        self.forget_old_jobs(&mut catalog);
+        drop(catalog);
+        super::memory::release_freed();
+    }
+
+    /// Keeps the newest `job_history` ended jobs (as Flink's job store does); running and
+    /// stopped jobs stay whatever their age, since they may run again.
+    fn forget_old_jobs(&self, catalog: &mut Catalog) {
+        let ended = catalog
+            .jobs
+            .iter()
+            .filter(|j| !j.status.holds_modules())
+            .count();
+        let mut excess = ended.saturating_sub(self.job_history);
+        if excess == 0 {
+            return;
+        }
+        // Ids grow with submission, and the records are kept in id order.
+        let mut forgotten = Vec::new();
+        catalog.jobs.retain(|job| {
+            if excess > 0 && !job.status.holds_modules() {
+                excess -= 1;
+                forgotten.push(job.id);
+                false
+            } else {
+                true
+            }
+        });
+        for id in forgotten {
+            if let Err(e) = self.data.forget_job(id) {
+                tracing::warn!("cannot remove ended job {id}'s files: {e}");
+            }
         }
     }
 
@@ -497,7 +536,7 @@ impl Controller {
             record.error = None;
             record.ended_millis = None;
             let record = record.clone();
-            self.data.save_catalog(&catalog)?;
+            self.data.save_job(&record)?;
             record
         };
         if let Err(e) = self.launch(record) {
@@ -582,7 +621,7 @@ impl Controller {
             if let Some(pin) = record.modules.iter_mut().find(|p| p.name == module) {
                 pin.version = version.to_string();
             }
-            self.data.save_catalog(&catalog)?;
+            self.data.save_job(record)?;
         }
         self.resume(id, None)
     }
