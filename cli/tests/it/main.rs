@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
 mod checkpoints;
+mod kafka;
 mod server;
 
 fn repo() -> PathBuf {

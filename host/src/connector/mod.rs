@@ -9,6 +9,7 @@
 
 pub mod blackhole;
 pub mod filesystem;
+pub mod kafka;
 pub mod nexmark;
 pub mod print;
 
@@ -51,7 +52,10 @@ pub struct SourceRequest {
     pub batch_size: usize,
 }
 
-/// One subtask's reader. `Ok(None)` is the end of (bounded) input.
+/// One subtask's reader. `Ok(None)` is the end of (bounded) input; a batch of no rows means
+/// nothing came for now (the runtime sends nothing, and counts the time toward the idle
+/// timeout): a reader that waits on the outside world returns one now and then, so that
+/// checkpoint barriers are not held back.
 pub trait SourceReader: Send {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError>;
     /// Rows skipped so far because they could not be parsed (`'<format>.ignore-parse-errors'`).
@@ -224,7 +228,7 @@ impl ConnectorError {
     }
 }
 
-pub const KNOWN_CONNECTORS: &str = "filesystem, print, blackhole, nexmark";
+pub const KNOWN_CONNECTORS: &str = "filesystem, kafka, print, blackhole, nexmark";
 
 /// The connector named by a table's `'connector'` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +237,7 @@ pub enum ConnectorKind {
     Print,
     Blackhole,
     Nexmark,
+    Kafka,
 }
 
 impl ConnectorKind {
@@ -246,6 +251,7 @@ impl ConnectorKind {
             "print" => Ok(Self::Print),
             "blackhole" => Ok(Self::Blackhole),
             "nexmark" => Ok(Self::Nexmark),
+            "kafka" => Ok(Self::Kafka),
             other => Err(ConnectorError::UnknownConnector {
                 table: table.name.clone(),
                 connector: other.to_string(),
@@ -259,15 +265,19 @@ impl ConnectorKind {
             Self::Print => "print",
             Self::Blackhole => "blackhole",
             Self::Nexmark => "nexmark",
+            Self::Kafka => "kafka",
         }
     }
 
     pub fn can_read(self) -> bool {
-        matches!(self, Self::Filesystem | Self::Nexmark)
+        matches!(self, Self::Filesystem | Self::Nexmark | Self::Kafka)
     }
 
     pub fn can_write(self) -> bool {
-        matches!(self, Self::Filesystem | Self::Print | Self::Blackhole)
+        matches!(
+            self,
+            Self::Filesystem | Self::Print | Self::Blackhole | Self::Kafka
+        )
     }
 }
 
@@ -294,6 +304,7 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
         ConnectorKind::Nexmark => nexmark::validate(table)?,
         ConnectorKind::Print => print::validate(table)?,
         ConnectorKind::Blackhole => blackhole::validate(table)?,
+        ConnectorKind::Kafka => kafka::validate(table)?,
     }
     Ok(kind)
 }
@@ -314,6 +325,7 @@ pub fn open_source(
         })),
         ConnectorKind::Filesystem => filesystem::open_source(table, request),
         ConnectorKind::Nexmark => nexmark::open_source(table, request),
+        ConnectorKind::Kafka => kafka::open_source(table, request),
         ConnectorKind::Print | ConnectorKind::Blackhole => unreachable!("checked by validate"),
     }
 }
@@ -330,6 +342,7 @@ pub fn open_sink(
         ConnectorKind::Filesystem => filesystem::open_sink(table, subtask, job_tag),
         ConnectorKind::Print => print::open_sink(table, subtask),
         ConnectorKind::Blackhole => blackhole::open_sink(table, subtask),
+        ConnectorKind::Kafka => kafka::open_sink(table, subtask),
         ConnectorKind::Nexmark => unreachable!("checked by validate"),
     }
 }
@@ -341,6 +354,7 @@ pub fn is_bounded(table: &TableDef) -> bool {
     match ConnectorKind::of(table) {
         Ok(ConnectorKind::Filesystem) => !table.options.contains_key("source.monitor-interval"),
         Ok(ConnectorKind::Nexmark) => table.options.contains_key("events.num"),
+        Ok(ConnectorKind::Kafka) => kafka::is_bounded(table),
         _ => true,
     }
 }

@@ -595,6 +595,9 @@ async fn run_source(
         .map_or(0, |c| c.triggers.borrow().id);
     let idle_timeout = watermarks.as_ref().and_then(SourceWatermarks::idle_timeout);
     let mut idle = false;
+    // A reader that waits with a timeout (kafka) returns an empty batch when nothing came:
+    // it is not sent, and the idle timeout counts from the last rows.
+    let mut last_rows = Instant::now();
     loop {
         // A checkpoint was triggered: the barrier goes after the last batch sent.
         if let Some(checkpointing) = &mut task.checkpointing {
@@ -667,7 +670,19 @@ async fn run_source(
             .busy_nanos
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
         match outcome {
+            Some((0, _)) => {
+                if let Some(timeout) = idle_timeout
+                    && !idle
+                    && last_rows.elapsed() >= timeout
+                {
+                    idle = true;
+                    if !task.router.broadcast(Message::Idle).await {
+                        return Ok(());
+                    }
+                }
+            }
             Some((rows, parts)) => {
+                last_rows = Instant::now();
                 task.stats
                     .rows_out
                     .fetch_add(rows as u64, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use crate::connector::{ConnectorError, TableDef};
 const MAX_QUOTED: usize = 80;
 
 #[derive(Debug)]
-pub(super) struct CsvLines {
+pub(crate) struct CsvLines {
     /// Every declared column: a line must have exactly this many fields.
     schema: SchemaRef,
     projection: Vec<usize>,
@@ -33,7 +33,7 @@ pub(super) struct CsvLines {
 }
 
 impl CsvLines {
-    pub(super) fn new(
+    pub(crate) fn new(
         table: &TableDef,
         options: &CsvOptions,
         projection: &[usize],

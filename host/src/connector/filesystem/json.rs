@@ -22,7 +22,7 @@ use super::json_flat::FlatDecoder;
 use super::lines::{LineDecoder, newlines};
 use crate::connector::{ConnectorError, TableDef};
 
-pub(super) struct JsonLines {
+pub(crate) struct JsonLines {
     /// The projected columns: only they are decoded, every other field is skipped.
     schema: SchemaRef,
     /// What the decoder produces: `schema` with text for its timestamp columns.
@@ -43,7 +43,7 @@ impl std::fmt::Debug for JsonLines {
 }
 
 impl JsonLines {
-    pub(super) fn new(
+    pub(crate) fn new(
         table: &TableDef,
         schema: SchemaRef,
         batch_size: usize,

@@ -22,7 +22,7 @@ use crate::connector::{ConnectorError, SourceReader};
 const MAX_LINE: usize = 256 << 20;
 
 /// Decodes whole lines of one format into batches of the projected columns.
-pub(super) trait LineDecoder: Send {
+pub(crate) trait LineDecoder: Send {
     /// Decodes `lines` (whole lines, each ending in `\n`), appending batches of at most the batch
     /// size to `out`. Every line must hold exactly one row, or none if it is blank: any other line
     /// fails the whole call. After an error the caller calls [`LineDecoder::reset`] and discards

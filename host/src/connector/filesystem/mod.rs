@@ -21,10 +21,10 @@
 //! **Boundary:** this module and its children are the only place that knows file layouts; the
 //! readers and writers hand out and take Arrow batches of the declared columns.
 
-mod csv;
-mod json;
+pub(crate) mod csv;
+pub(crate) mod json;
 mod json_flat;
-mod lines;
+pub(crate) mod lines;
 mod monitor;
 mod parquet;
 mod sink;
@@ -255,11 +255,11 @@ pub(crate) fn accepts_changelog(table: &TableDef) -> Result<bool, ConnectorError
 }
 
 #[derive(Debug, Clone)]
-struct CsvOptions {
-    delimiter: u8,
-    header: bool,
+pub(crate) struct CsvOptions {
+    pub delimiter: u8,
+    pub header: bool,
     /// A field equal to this is null; without it an empty field is null.
-    null_literal: Option<String>,
+    pub null_literal: Option<String>,
 }
 
 impl Config {
@@ -375,7 +375,7 @@ impl Config {
     }
 }
 
-fn parse_bool(table: &TableDef, key: &str, value: &str) -> Result<bool, ConnectorError> {
+pub(crate) fn parse_bool(table: &TableDef, key: &str, value: &str) -> Result<bool, ConnectorError> {
     if value.eq_ignore_ascii_case("true") {
         Ok(true)
     } else if value.eq_ignore_ascii_case("false") {
@@ -388,7 +388,7 @@ fn parse_bool(table: &TableDef, key: &str, value: &str) -> Result<bool, Connecto
     }
 }
 
-fn parse_delimiter(table: &TableDef, value: &str) -> Result<u8, ConnectorError> {
+pub(crate) fn parse_delimiter(table: &TableDef, value: &str) -> Result<u8, ConnectorError> {
     // DDL cannot easily hold a tab, so Flink users write the two characters `\t`.
     if value == "\\t" {
         return Ok(b'\t');

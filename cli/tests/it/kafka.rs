@@ -1,0 +1,478 @@
+//! The kafka connector against the real broker the test command starts (`scripts/servers.sh`:
+//! tansu, in memory), driven through `weir run`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use super::checkpoints::committed_rows;
+use super::{built, scratch, script, weir};
+
+fn bootstrap() -> String {
+    std::env::var("WEIR_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "WEIR_TEST_KAFKA_BOOTSTRAP is not set: run the tests with scripts/test.sh, which \
+             starts a Kafka broker, or start one with `source scripts/servers.sh`"
+        )
+    })
+}
+
+/// A topic of its own for each test (and each run: the broker outlives a test).
+fn create_topic(name: &str, partitions: i32) -> String {
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let topic = format!("{name}-{unique}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create topic");
+    for result in results {
+        result.unwrap_or_else(|(topic, e)| panic!("cannot create topic {topic}: {e}"));
+    }
+    topic
+}
+
+/// Sends `messages` (payloads) to partition `partition` of `topic`, and waits for them.
+fn produce(topic: &str, partition: i32, messages: &[&str]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    for message in messages {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(partition)
+                    .payload(message),
+            )
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = scratch().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+/// `weir run script -p parallelism`, which must succeed.
+fn run(script: &str, parallelism: usize) -> String {
+    let out = weir(&["run", script, "-p", &parallelism.to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "weir run {script}: {stderr}");
+    stderr
+}
+
+fn kafka_table(name: &str, columns: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE {name} ({columns}) WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+           'properties.bootstrap.servers' = '{}', 'format' = 'json'{extra});\n",
+        bootstrap()
+    )
+}
+
+const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
+                           url STRING, dateTime TIMESTAMP(3), extra STRING";
+
+/// The bids of the nexmark generator (deterministic by seed) into a 4-partition topic and a
+/// json file, at parallelism 2; a windowed aggregation with a Wasm aggregate over each, the
+/// Kafka one written to another topic; that topic read back equals the file query's result.
+#[test]
+fn a_windowed_aggregation_from_kafka_to_kafka_equals_the_same_query_over_files() {
+    const EVENTS: u64 = 1_000_000;
+    let dir = fresh_dir("kafka-windows");
+    let bids = create_topic("bids", 4);
+    let results = create_topic("results", 2);
+    let stats = built("stats");
+    let generator = format!(
+        "CREATE TABLE gen ({BID_COLUMNS}) WITH ('connector' = 'nexmark', \
+           'nexmark.table' = 'bid', 'events.num' = '{EVENTS}', 'seed' = '5');\n"
+    );
+    let file_bids = format!(
+        "CREATE TABLE file_bids ({BID_COLUMNS}) WITH ('connector' = 'filesystem', \
+           'path' = '{}', 'format' = 'json');\n",
+        dir.join("bids").display()
+    );
+    let load = script(
+        "kafka-load.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{generator}{file_bids}{}\
+             INSERT INTO kafka_bids SELECT * FROM gen;\n\
+             INSERT INTO file_bids SELECT * FROM gen;\n",
+            kafka_table("kafka_bids", BID_COLUMNS, &bids, "")
+        ),
+    );
+    run(&load, 2);
+
+    let query = |source: &str, sink: &str| {
+        format!(
+            "INSERT INTO {sink} \
+             SELECT auction, window_start, COUNT(*), weighted_avg(CAST(price AS DOUBLE), 1) \
+             FROM TABLE(TUMBLE(TABLE {source}, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+             GROUP BY auction, window_start, window_end;\n"
+        )
+    };
+    let result_columns = "auction BIGINT, window_start TIMESTAMP(3), bids BIGINT, avg_price DOUBLE";
+    let function = format!(
+        "CREATE FUNCTION weighted_avg AS 'weighted_avg' LANGUAGE WASM USING JAR '{stats}';\n"
+    );
+    let from_kafka = script(
+        "kafka-windows.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{function}{}{}{}",
+            kafka_table(
+                "kafka_bids",
+                BID_COLUMNS,
+                &bids,
+                ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+            ),
+            kafka_table("kafka_results", result_columns, &results, ""),
+            query("kafka_bids", "kafka_results"),
+        ),
+    );
+    run(&from_kafka, 2);
+    let from_files = script(
+        "file-windows.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{function}{file_bids}\
+             CREATE TABLE file_results ({result_columns}) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv');\n{}",
+            dir.join("expected").display(),
+            query("file_bids", "file_results"),
+        ),
+    );
+    run(&from_files, 2);
+    // The Kafka result, read back into csv files the same way.
+    let read_back = script(
+        "kafka-read-back.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{}\
+             CREATE TABLE copied ({result_columns}) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO copied SELECT * FROM kafka_results;\n",
+            kafka_table(
+                "kafka_results",
+                result_columns,
+                &results,
+                ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+            ),
+            dir.join("actual").display(),
+        ),
+    );
+    run(&read_back, 1);
+    let expected = committed_rows(&dir.join("expected"));
+    let actual = committed_rows(&dir.join("actual"));
+    assert!(expected.len() > 1000, "only {} windows", expected.len());
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
+}
+
+/// A bad message fails the job naming its topic, partition and offset; with
+/// `'json.ignore-parse-errors'` it is skipped and counted; a missing topic and an unreachable
+/// broker are named.
+#[test]
+fn bad_messages_missing_topics_and_unreachable_brokers_are_reported() {
+    let dir = fresh_dir("kafka-bad");
+    let topic = create_topic("bad", 1);
+    produce(
+        &topic,
+        0,
+        &[r#"{"n": 1}"#, r#"{"n": 2}"#, "not json", r#"{"n": 4}"#],
+    );
+    let bounded =
+        ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'";
+    let job = |name: &str, source: String| {
+        script(
+            name,
+            &format!(
+                "SET 'execution.runtime-mode' = 'batch';\n{source}\
+                 CREATE TABLE out (n BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', \
+                   'format' = 'csv');\n\
+                 INSERT INTO out SELECT n FROM numbers;\n",
+                dir.join(name).display()
+            ),
+        )
+    };
+    let failing = job(
+        "fails.sql",
+        kafka_table("numbers", "n BIGINT", &topic, bounded),
+    );
+    let out = weir(&["run", &failing]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("topic '{topic}', partition 0, offset 2")),
+        "{stderr}"
+    );
+
+    let skipping = job(
+        "skips.sql",
+        kafka_table(
+            "numbers",
+            "n BIGINT",
+            &topic,
+            &format!("{bounded}, 'json.ignore-parse-errors' = 'true'"),
+        ),
+    );
+    let stderr = run(&skipping, 1);
+    assert!(stderr.contains("skipped 1 unparsable row(s)"), "{stderr}");
+    assert_eq!(committed_rows(&dir.join("skips.sql")), ["1", "2", "4"]);
+
+    let missing = job(
+        "missing.sql",
+        kafka_table("numbers", "n BIGINT", "no-such-topic", bounded),
+    );
+    let out = weir(&["run", &missing]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("topic 'no-such-topic' does not exist"),
+        "{stderr}"
+    );
+
+    let unreachable = job(
+        "unreachable.sql",
+        format!(
+            "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'kafka', 'topic' = 't', \
+               'properties.bootstrap.servers' = '127.0.0.1:1', 'format' = 'json', \
+               'connect.timeout' = '2 s'{bounded});\n"
+        ),
+    );
+    let out = weir(&["run", &unreachable]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach Kafka at 127.0.0.1:1 within 2s"),
+        "{stderr}"
+    );
+}
+
+/// Exactly-once with Kafka as the source: a streaming job with checkpoints reads a topic (to
+/// its end as it was at the start) through a Wasm function into an append-only file table and an
+/// updating GROUP BY into a changelog file table. Killed with SIGKILL at random moments and
+/// restarted each time, it commits exactly what an uninterrupted run commits: the checkpointed
+/// offsets and the two-phase file sink between them neither lose nor repeat a message.
+#[test]
+fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use super::checkpoints::{apply_changelog, changelog_in_order};
+
+    const EVENTS: u64 = 400_000;
+    let topic = create_topic("crash", 4);
+    let dir = fresh_dir("kafka-crash");
+    let load = script(
+        "kafka-crash-load.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n\
+             CREATE TABLE gen ({BID_COLUMNS}) WITH ('connector' = 'nexmark', \
+               'nexmark.table' = 'bid', 'events.num' = '{EVENTS}', 'seed' = '9');\n{}\
+             INSERT INTO kafka_bids SELECT * FROM gen;\n",
+            kafka_table("kafka_bids", BID_COLUMNS, &topic, "")
+        ),
+    );
+    let loaded = run(&load, 2);
+    let produced: usize = loaded
+        .split_whitespace()
+        .skip_while(|w| *w != "inserted")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in: {loaded}"));
+    let currency = built("currency");
+    let job = |run: &str| {
+        let out = dir.join(run);
+        script(
+            &format!("kafka-crash-{run}.sql"),
+            &format!(
+                "SET 'execution.runtime-mode' = 'streaming';\n\
+                 SET 'execution.checkpointing.interval' = '150 ms';\n\
+                 SET 'pipeline.batch-size' = '1000';\n\
+                 CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{currency}';\n\
+                 {}\
+                 CREATE TABLE copied (auction BIGINT, bidder BIGINT, price BIGINT, cs BIGINT) \
+                 WITH ('connector' = 'filesystem', 'path' = '{out}/copied', 'format' = 'csv');\n\
+                 CREATE TABLE totals (bucket BIGINT, bids BIGINT, price BIGINT) \
+                 WITH ('connector' = 'filesystem', 'path' = '{out}/totals', 'format' = 'csv', \
+                   'sink.changelog-mode' = 'all');\n\
+                 INSERT INTO copied \
+                 SELECT auction, bidder, price, count_char(extra, 'c') FROM kafka_bids;\n\
+                 INSERT INTO totals \
+                 SELECT auction % 7, COUNT(*), SUM(price) FROM kafka_bids GROUP BY auction % 7;\n",
+                kafka_table(
+                    "kafka_bids",
+                    BID_COLUMNS,
+                    &topic,
+                    ", 'scan.startup.mode' = 'earliest-offset', \
+                     'scan.bounded.mode' = 'latest-offset'"
+                ),
+                out = out.display(),
+            ),
+        )
+    };
+    let command = |script: &str, run: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .args(["run", script, "-p", "2", "--state-dir"])
+            .arg(dir.join(run).join("state"))
+            .env("WEIR_CACHE_DIR", scratch().join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let results = |run: &str| {
+        (
+            committed_rows(&dir.join(run).join("copied")),
+            apply_changelog(changelog_in_order(&dir.join(run).join("totals"))),
+        )
+    };
+
+    let reference = job("reference");
+    let output = command(&reference, "reference").output().expect("run");
+    assert!(
+        output.status.success(),
+        "the uninterrupted run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let expected = results("reference");
+    assert_eq!(expected.0.len(), produced, "every bid copied once");
+    assert_eq!(expected.1.len(), 7);
+
+    let crashed = job("crashed");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("kafka crash test: kill moments seeded with {seed}");
+    let mut state = seed;
+    let mut kills = 0;
+    let mut resumed = 0;
+    for attempt in 0.. {
+        assert!(attempt < 40, "the job never finished after {kills} kills");
+        let mut child = command(&crashed, "crashed").spawn().expect("start weir");
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let deadline = Instant::now() + Duration::from_millis(500 + (state >> 33) % 1500);
+        let mut exited = None;
+        while Instant::now() < deadline && exited.is_none() {
+            exited = child.try_wait().expect("wait");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut stderr = String::new();
+        match exited {
+            Some(status) => {
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                assert!(status.success(), "a run failed: {stderr}");
+                assert!(
+                    kills >= 4,
+                    "finished after only {kills} kills: make the job longer"
+                );
+                break;
+            }
+            None if kills >= 4 => {
+                let status = child.wait().expect("wait");
+                assert!(status.success(), "the last run failed");
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                kills += 1;
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                resumed += stderr.matches("resuming from checkpoint").count();
+            }
+        }
+    }
+    assert!(
+        resumed >= 2,
+        "only {resumed} of {kills} restarts resumed a checkpoint"
+    );
+    let got = results("crashed");
+    assert_eq!(
+        got.0.len(),
+        expected.0.len(),
+        "copied rows lost or repeated"
+    );
+    assert_eq!(got.0, expected.0, "copied rows differ");
+    assert_eq!(got.1, expected.1, "totals differ");
+}
+
+/// A partition with nothing in it does not hold windows back for ever: its subtask's polls
+/// come back empty, and after `'scan.watermark.idle-timeout'` downstream stops waiting for it.
+#[test]
+fn an_empty_partition_goes_idle_and_windows_fire() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let topic = create_topic("idle", 2);
+    let dir = fresh_dir("kafka-idle");
+    let messages: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"n": {i}, "ts": "2026-01-01 00:00:{:02}.000"}}"#, i / 5))
+        .collect();
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    // Partitions 0 and 1 go to subtasks 0 and 1: subtask 1's partition stays empty.
+    produce(&topic, 0, &messages);
+    let job = script(
+        "kafka-idle.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'execution.checkpointing.interval' = '200 ms';\n\
+             CREATE TABLE numbers (n BIGINT, ts TIMESTAMP(3), \
+               WATERMARK FOR ts AS ts - INTERVAL '0' SECOND) \
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+               'properties.bootstrap.servers' = '{}', 'format' = 'json', \
+               'scan.startup.mode' = 'earliest-offset', \
+               'scan.watermark.idle-timeout' = '1 s');\n\
+             CREATE TABLE counts (window_start TIMESTAMP(3), n BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO counts SELECT window_start, COUNT(*) \
+             FROM TABLE(TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+             GROUP BY window_start, window_end;\n",
+            bootstrap(),
+            dir.join("counts").display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", &job, "-p", "2", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weir");
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    while started.elapsed() < Duration::from_secs(60) && rows.len() < 9 {
+        std::thread::sleep(Duration::from_millis(200));
+        rows = committed_rows(&dir.join("counts"));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    // Windows up to 00:00:09 close (the watermark stands at the last row's time).
+    assert_eq!(rows.len(), 9, "{rows:?}");
+    assert_eq!(rows[0], "2026-01-01T00:00:00,5");
+}
