@@ -189,6 +189,72 @@ impl Moments {
     }
 }
 
+/// Starts `command` again and again, killing it with SIGKILL after a random time in
+/// `millis` (low, high) until it was killed `kills` times, then lets it finish; every run that
+/// ends by itself must succeed, and one must not end before the kills are done (the job is
+/// then too short to prove anything). Returns the kills and how many restarts said they
+/// resumed from a checkpoint. The seed of the moments is printed, to replay a failure.
+pub(super) fn kill_until_done(
+    name: &str,
+    command: impl Fn() -> Command,
+    millis: (u64, u64),
+    kills: usize,
+) -> (usize, usize) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    eprintln!("{name}: kill moments seeded with {seed}");
+    let mut moments = Moments(seed);
+    let mut killed = 0;
+    let mut resumed = 0;
+    for run in 1.. {
+        assert!(
+            run < 40,
+            "{name}: the job never finished after {killed} kills"
+        );
+        let mut child = command()
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start weir");
+        let deadline =
+            Instant::now() + Duration::from_millis(moments.next_millis(millis.0, millis.1));
+        let mut exited = None;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait") {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match exited {
+            Some(status) => {
+                let stderr = stderr_of(&mut child);
+                assert!(status.success(), "{name}: a run failed: {stderr}");
+                assert!(
+                    killed >= kills,
+                    "{name}: the job finished after only {killed} kills; make it longer ({stderr})"
+                );
+                break;
+            }
+            None if killed >= kills => {
+                // Enough kills: let this run finish.
+                let status = child.wait().expect("wait");
+                assert!(status.success(), "{name}: the last run failed");
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                let _ = child.wait();
+                killed += 1;
+                resumed += stderr_of(&mut child)
+                    .matches("resuming from checkpoint")
+                    .count();
+            }
+        }
+    }
+    (killed, resumed)
+}
+
 /// Runs the job uninterrupted, then again killed with SIGKILL at random moments at least
 /// `kills` times (restarted each time with the same command), and compares what each committed.
 fn crash_and_compare(name: &str, parallelism: usize, extra: &str) {
@@ -224,58 +290,12 @@ fn crash_and_compare(name: &str, parallelism: usize, extra: &str) {
         (events, true),
         &extra.replace("{run}", "crashed"),
     );
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("{name}: kill moments seeded with {seed}");
-    let mut moments = Moments(seed);
-    let mut kills = 0;
-    let mut runs = 0;
-    let mut resumed = 0;
-    loop {
-        runs += 1;
-        assert!(runs < 40, "the job never finished after {kills} kills");
-        let mut child = command(&text, &crashed, parallelism)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start weir");
-        let deadline = Instant::now() + Duration::from_millis(moments.next_millis(400, 2_500));
-        let mut exited = None;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().expect("wait") {
-                exited = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match exited {
-            Some(status) => {
-                let stderr = stderr_of(&mut child);
-                assert!(status.success(), "a run failed: {stderr}");
-                if kills >= 5 {
-                    break;
-                }
-                // It finished before its kill: too short to prove anything.
-                panic!(
-                    "{name}: the job finished after only {kills} kills; make it longer ({stderr})"
-                );
-            }
-            None if kills >= 5 => {
-                // Enough kills: let this run finish.
-                let status = child.wait().expect("wait");
-                assert!(status.success(), "the last run failed");
-                break;
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                let _ = child.wait();
-                kills += 1;
-                resumed += stderr_of(&mut child)
-                    .matches("resuming from checkpoint")
-                    .count();
-            }
-        }
-    }
+    let (kills, resumed) = kill_until_done(
+        name,
+        || command(&text, &crashed, parallelism),
+        (400, 2_500),
+        5,
+    );
     // Most runs after a kill resume from a checkpoint (one killed before its first checkpoint
     // starts that query afresh, which is right too).
     assert!(

@@ -273,13 +273,13 @@ fn bad_messages_missing_topics_and_unreachable_brokers_are_reported() {
 /// offsets and the two-phase file sink between them neither lose nor repeat a message.
 #[test]
 fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
-    use std::io::Read;
     use std::process::{Command, Stdio};
-    use std::time::Instant;
 
-    use super::checkpoints::{apply_changelog, changelog_in_order};
+    use super::checkpoints::{apply_changelog, changelog_in_order, kill_until_done};
 
-    const EVENTS: u64 = 400_000;
+    // Long enough to be killed four times on a busy machine (each restart resumes, so only
+    // the time before a kill's first checkpoint is lost).
+    const EVENTS: u64 = 800_000;
     let topic = create_topic("crash", 4);
     let dir = fresh_dir("kafka-crash");
     let load = script(
@@ -307,7 +307,7 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
             &format!(
                 "SET 'execution.runtime-mode' = 'streaming';\n\
                  SET 'execution.checkpointing.interval' = '150 ms';\n\
-                 SET 'pipeline.batch-size' = '1000';\n\
+                 SET 'pipeline.batch-size' = '500';\n\
                  CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{currency}';\n\
                  {}\
                  CREATE TABLE copied (auction BIGINT, bidder BIGINT, price BIGINT, cs BIGINT) \
@@ -336,8 +336,7 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
             .args(["run", script, "-p", "2", "--state-dir"])
             .arg(dir.join(run).join("state"))
             .env("WEIR_CACHE_DIR", scratch().join("cache"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
         command
     };
     let results = |run: &str| {
@@ -359,54 +358,8 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
     assert_eq!(expected.1.len(), 7);
 
     let crashed = job("crashed");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("kafka crash test: kill moments seeded with {seed}");
-    let mut state = seed;
-    let mut kills = 0;
-    let mut resumed = 0;
-    for attempt in 0.. {
-        assert!(attempt < 40, "the job never finished after {kills} kills");
-        let mut child = command(&crashed, "crashed").spawn().expect("start weir");
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let deadline = Instant::now() + Duration::from_millis(500 + (state >> 33) % 1500);
-        let mut exited = None;
-        while Instant::now() < deadline && exited.is_none() {
-            exited = child.try_wait().expect("wait");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let mut stderr = String::new();
-        match exited {
-            Some(status) => {
-                if let Some(mut pipe) = child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                assert!(status.success(), "a run failed: {stderr}");
-                assert!(
-                    kills >= 4,
-                    "finished after only {kills} kills: make the job longer"
-                );
-                break;
-            }
-            None if kills >= 4 => {
-                let status = child.wait().expect("wait");
-                assert!(status.success(), "the last run failed");
-                break;
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                let _ = child.wait();
-                kills += 1;
-                if let Some(mut pipe) = child.stderr.take() {
-                    let _ = pipe.read_to_string(&mut stderr);
-                }
-                resumed += stderr.matches("resuming from checkpoint").count();
-            }
-        }
-    }
+    let (kills, resumed) =
+        kill_until_done("kafka", || command(&crashed, "crashed"), (300, 1_500), 4);
     assert!(
         resumed >= 2,
         "only {resumed} of {kills} restarts resumed a checkpoint"
