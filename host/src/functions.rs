@@ -7,13 +7,12 @@
 //! `sql::lateral`. Argument types are checked and coerced here, from the module's `describe`.
 //!
 //! **Boundary:** sees `wasm::WasmModule` and `ModuleInstance`, never a wasmtime type. A
-//! `ModuleInstance` is kept per thread and per module, so a `Store` never crosses threads.
+//! `ModuleInstance` is used by one call at a time (a `Store` moves between threads only between
+//! calls).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::ArrayRef;
@@ -30,31 +29,17 @@ use crate::wasm::{ModuleInstance, WasmModule};
 
 static NEXT_MODULE_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Ids of module handles dropped everywhere: threads drop their instances of them (a server
-/// runs job after job; instances are a pooled, limited resource). One id per job ever run.
-static RETIRED: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
-/// How many ids `RETIRED` holds: a thread looks at the list only when this has moved.
-static RETIREMENTS: AtomicU64 = AtomicU64::new(0);
-
-/// A loaded module with an id that is never reused (it keys the per-thread instances).
+/// A loaded module with an id that is never reused, and its instances not in use.
+///
+/// A call takes an idle instance (or makes one) and gives it back: there are as many
+/// instances as calls ever ran at once on the handle, whichever threads made them, and they
+/// go when the last clone does. (Instances kept per thread grew with the blocking pool, which
+/// a busy machine makes large, until the engine's 256-instance pool ran out.)
 #[derive(Debug, Clone)]
 pub struct ModuleHandle {
     pub id: u64,
     pub module: Arc<WasmModule>,
-    /// Retires the id when the last clone goes.
-    _retire: Arc<Retire>,
-}
-
-#[derive(Debug)]
-struct Retire(u64);
-
-impl Drop for Retire {
-    fn drop(&mut self) {
-        if let Ok(mut retired) = RETIRED.lock() {
-            retired.push(self.0);
-            RETIREMENTS.fetch_add(1, Ordering::Release);
-        }
-    }
+    idle: Arc<Mutex<Vec<ModuleInstance>>>,
 }
 
 impl ModuleHandle {
@@ -63,33 +48,20 @@ impl ModuleHandle {
         Self {
             id,
             module,
-            _retire: Arc::new(Retire(id)),
+            idle: Arc::default(),
         }
     }
 
-    /// Runs `f` with this thread's instance of the module, creating it on first use.
+    /// Runs `f` with an instance of the module no other call is using.
     pub fn with_instance<T>(&self, f: impl FnOnce(&mut ModuleInstance) -> T) -> T {
-        thread_local! {
-            /// This thread's instances by handle id, and how many retirements it has seen.
-            static INSTANCES: RefCell<(u64, HashMap<u64, ModuleInstance>)> =
-                RefCell::new((0, HashMap::new()));
-        }
         let call = || {
-            INSTANCES.with(|cell| {
-                let mut cell = cell.borrow_mut();
-                let (seen, instances) = &mut *cell;
-                let retirements = RETIREMENTS.load(Ordering::Acquire);
-                if *seen != retirements {
-                    if let Ok(retired) = RETIRED.lock() {
-                        instances.retain(|id, _| !retired.contains(id));
-                    }
-                    *seen = retirements;
-                }
-                let instance = instances
-                    .entry(self.id)
-                    .or_insert_with(|| self.module.instance());
-                f(instance)
-            })
+            let taken = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let mut instance = taken.unwrap_or_else(|| self.module.instance());
+            let result = f(&mut instance);
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(instance);
+            }
+            result
         };
         // WASI's file calls block on tokio, which panics on a thread that drives a runtime (a
         // constant folded while planning, on a thread inside `block_on`): step out of it.
