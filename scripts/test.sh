@@ -42,7 +42,7 @@ trap 'stop_servers; rm -f "$log"' EXIT
 
 echo "== cargo test" >&2
 set +e
-cargo test --workspace 2>&1 | tee -a "$log"
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (pytest, then cargo's result per test binary, the last of
