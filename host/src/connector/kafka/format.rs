@@ -196,7 +196,7 @@ impl ValueDecoder {
             });
         };
         if lines.decode(&self.buf, &mut out).is_ok() {
-            return Ok((self.concat(out, 0)?, Vec::new()));
+            return Ok((self.concat(out)?, Vec::new()));
         }
         // One at a time, to find the bad ones.
         let _ = lines.reset();
@@ -225,7 +225,7 @@ impl ValueDecoder {
                 bad.push(bad_message);
             }
         }
-        Ok((self.concat(out, 0)?, bad))
+        Ok((self.concat(out)?, bad))
     }
 
     fn append_line(&mut self, payload: &[u8]) {
@@ -241,9 +241,16 @@ impl ValueDecoder {
         self.buf.push(b'\n');
     }
 
-    fn concat(&self, batches: Vec<RecordBatch>, index: usize) -> Result<RecordBatch, BadMessage> {
+    /// One batch: the decoders flush at the batch size and a poll takes no more, so there is
+    /// usually exactly one, handed on without a copy.
+    fn concat(&self, mut batches: Vec<RecordBatch>) -> Result<RecordBatch, BadMessage> {
+        if batches.len() == 1
+            && let Some(batch) = batches.pop()
+        {
+            return Ok(batch);
+        }
         arrow::compute::concat_batches(&self.projected, &batches).map_err(|e| BadMessage {
-            index,
+            index: 0,
             reason: e.to_string(),
         })
     }
@@ -303,8 +310,8 @@ impl ValueDecoder {
     }
 }
 
-/// Each row of a batch encoded as one payload: `bytes` with the row's end at `ends[row]`;
-/// `None` ends: a null payload.
+/// Each row of a batch encoded as one payload: `bytes[start..end]` of `spans[row]`; `None`: a
+/// null payload.
 #[derive(Debug, Default)]
 pub(super) struct Encoded {
     pub bytes: Vec<u8>,
@@ -319,17 +326,6 @@ impl Encoded {
             .flatten()
             .map(|(start, end)| &self.bytes[start..end])
     }
-}
-
-/// Checks that the key columns can be encoded (raw: exactly one text or bytes column).
-pub(super) fn check_encodable(table: &TableDef, fields: &[String]) -> Result<(), ConnectorError> {
-    if fields.is_empty() {
-        return Err(ConnectorError::option(
-            table,
-            "option 'key.fields' is empty",
-        ));
-    }
-    Ok(())
 }
 
 /// Encodes every row of `batch` (whose columns carry the names to write).
