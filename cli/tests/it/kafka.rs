@@ -429,3 +429,54 @@ fn an_empty_partition_goes_idle_and_windows_fire() {
     assert_eq!(rows.len(), 9, "{rows:?}");
     assert_eq!(rows[0], "2026-01-01T00:00:00,5");
 }
+
+/// Watermarks are per partition: one subtask reads two partitions over the same minute, the
+/// first fetched wholly before the second. With one watermark per subtask the second
+/// partition's rows would all be late; with one per partition none is, and every window counts
+/// both partitions' rows.
+#[test]
+fn each_partition_has_its_own_watermark() {
+    let topic = create_topic("two-clocks", 2);
+    let dir = fresh_dir("kafka-partition-watermarks");
+    // 600 rows per partition, one per 100 ms of the same minute.
+    let messages: Vec<String> = (0..600)
+        .map(|i| {
+            format!(
+                r#"{{"n": {i}, "ts": "2026-01-01 00:{:02}:{:02}.{}00"}}"#,
+                i / 600,
+                (i / 10) % 60,
+                i % 10
+            )
+        })
+        .collect();
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    produce(&topic, 0, &messages);
+    produce(&topic, 1, &messages);
+    let job = script(
+        "kafka-partition-watermarks.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'pipeline.batch-size' = '50';\n\
+             CREATE TABLE numbers (n BIGINT, ts TIMESTAMP(3), \
+               WATERMARK FOR ts AS ts - INTERVAL '0' SECOND) \
+             WITH ('connector' = 'kafka', 'topic' = '{topic}', \
+               'properties.bootstrap.servers' = '{}', 'format' = 'json', \
+               'scan.startup.mode' = 'earliest-offset', \
+               'scan.bounded.mode' = 'latest-offset');\n\
+             CREATE TABLE counts (window_start TIMESTAMP(3), n BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO counts SELECT window_start, COUNT(*) \
+             FROM TABLE(TUMBLE(TABLE numbers, DESCRIPTOR(ts), INTERVAL '10' SECOND)) \
+             GROUP BY window_start, window_end;\n",
+            bootstrap(),
+            dir.join("counts").display()
+        ),
+    );
+    let stderr = run(&job, 1);
+    assert!(!stderr.contains("late row"), "{stderr}");
+    let rows = committed_rows(&dir.join("counts"));
+    let expected: Vec<String> = (0..6)
+        .map(|w| format!("2026-01-01T00:00:{:02},200", w * 10))
+        .collect();
+    assert_eq!(rows, expected);
+}

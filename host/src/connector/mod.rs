@@ -52,12 +52,30 @@ pub struct SourceRequest {
     pub batch_size: usize,
 }
 
+/// The splits a reader has now and where the last batch's rows came from (see
+/// [`SourceReader::split_rows`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitRows {
+    /// Every split the reader has, by an index that stays the same while it runs: `true` while
+    /// it may bring more rows (a bounded split that has ended holds no watermark back).
+    pub open: Vec<bool>,
+    /// For each row of the last batch, its split (an index into `open`).
+    pub rows: Vec<u32>,
+}
+
 /// One subtask's reader. `Ok(None)` is the end of (bounded) input; a batch of no rows means
 /// nothing came for now (the runtime sends nothing, and counts the time toward the idle
 /// timeout): a reader that waits on the outside world returns one now and then, so that
 /// checkpoint barriers are not held back.
 pub trait SourceReader: Send {
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, ConnectorError>;
+    /// For a reader of several splits whose event times advance apart (Kafka partitions):
+    /// which split each row of the last batch came from. The runtime then keeps a watermark per
+    /// split and the subtask's is the least over its splits, as Flink's per-partition
+    /// watermarks; `None` (the default): one watermark for everything the subtask reads.
+    fn split_rows(&self) -> Option<&SplitRows> {
+        None
+    }
     /// Rows skipped so far because they could not be parsed (`'<format>.ignore-parse-errors'`).
     fn skipped_rows(&self) -> u64 {
         0

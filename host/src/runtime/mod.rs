@@ -608,7 +608,7 @@ async fn run_source(
                 let snapshot = SubtaskSnapshot {
                     subtask: checkpointing.task.1,
                     source: Some(reader.position().map_err(&connector_error)?),
-                    watermark: watermarks.as_ref().and_then(SourceWatermarks::max_seen),
+                    watermark: watermarks.as_ref().and_then(SourceWatermarks::checkpointed),
                     ..SubtaskSnapshot::default()
                 };
                 if !task.router.broadcast(Message::Barrier(barrier)).await {
@@ -623,9 +623,10 @@ async fn run_source(
             let result = reader.next_batch().map(|batch| {
                 batch.map(|batch| {
                     let parts = router.partition(&batch).and_then(|parts| {
+                        // Empty batches too: a split gone idle may let the watermark on.
                         let watermark = match &mut watermarks {
                             Some(w) => match batch.columns().get(w.column()) {
-                                Some(times) => w.observe(times)?,
+                                Some(times) => w.observe(reader.split_rows(), times)?,
                                 None => return Err("the event-time column is missing".into()),
                             },
                             None => None,
@@ -670,7 +671,17 @@ async fn run_source(
             .busy_nanos
             .fetch_add(busy.as_nanos() as u64, Ordering::Relaxed);
         match outcome {
-            Some((0, _)) => {
+            Some((0, parts)) => {
+                let (_, watermark) = parts.map_err(|message| RuntimeError::Operator {
+                    operator: task.node_label.clone(),
+                    message,
+                })?;
+                if let Some(watermark) = watermark
+                    && !idle
+                    && !task.send_watermark(watermark).await
+                {
+                    return Ok(());
+                }
                 if let Some(timeout) = idle_timeout
                     && !idle
                     && last_rows.elapsed() >= timeout

@@ -7,6 +7,7 @@
 //! back: the end of bounded input is a watermark of +infinity, so every window fires.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use arrow::array::AsArray;
 use arrow::array::{Array, ArrayRef};
@@ -16,18 +17,34 @@ use arrow::datatypes::{
     TimestampNanosecondType, TimestampSecondType,
 };
 
+use crate::connector::SplitRows;
 use crate::plan::SourceWatermark;
 
 /// The watermark after every row has been seen.
 pub const END_OF_TIME: i64 = i64::MAX;
 
 /// One source subtask's watermark, advanced by the batches it reads.
+///
+/// A reader of several splits (Kafka partitions) has a watermark per split, as Flink's
+/// per-partition watermarks: the subtask's is the least over the splits that are open and not
+/// idle (`'scan.watermark.idle-timeout'`), so that one partition running ahead does not make
+/// another's rows late. A split that has read nothing yet holds the watermark back until it
+/// reads, or goes idle.
 #[derive(Debug)]
 pub(crate) struct SourceWatermarks {
     spec: SourceWatermark,
     /// The largest event time read so far (ms), if any.
     max_seen: Option<i64>,
     emitted: i64,
+    /// Per split, by the reader's split index (empty: the reader has no splits).
+    splits: Vec<SplitClock>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SplitClock {
+    max_seen: Option<i64>,
+    /// When the split last brought rows (or was first seen).
+    last_rows: Instant,
 }
 
 impl SourceWatermarks {
@@ -36,17 +53,42 @@ impl SourceWatermarks {
             spec,
             max_seen: None,
             emitted: i64::MIN,
+            splits: Vec::new(),
         }
     }
 
-    /// Takes in a batch's event-time column; the new watermark if it advanced.
-    pub(crate) fn observe(&mut self, times: &ArrayRef) -> Result<Option<i64>, String> {
-        let Some(batch_max) = max_millis(times)? else {
-            return Ok(None);
+    /// Takes in a batch's event-time column (and, for a reader of several splits, where each
+    /// row came from); the new watermark if it advanced. Called for empty batches too: a split
+    /// that has gone idle since may let the watermark advance.
+    pub(crate) fn observe(
+        &mut self,
+        splits: Option<&SplitRows>,
+        times: &ArrayRef,
+    ) -> Result<Option<i64>, String> {
+        self.observe_at(splits, times, Instant::now())
+    }
+
+    fn observe_at(
+        &mut self,
+        splits: Option<&SplitRows>,
+        times: &ArrayRef,
+        now: Instant,
+    ) -> Result<Option<i64>, String> {
+        let candidate = match splits {
+            None => {
+                let Some(batch_max) = max_millis(times)? else {
+                    return Ok(None);
+                };
+                let max_seen = self.max_seen.map_or(batch_max, |m| m.max(batch_max));
+                self.max_seen = Some(max_seen);
+                max_seen
+            }
+            Some(splits) => match self.observe_splits(splits, times, now)? {
+                Some(candidate) => candidate,
+                None => return Ok(None),
+            },
         };
-        let max_seen = self.max_seen.map_or(batch_max, |m| m.max(batch_max));
-        self.max_seen = Some(max_seen);
-        let watermark = max_seen
+        let watermark = candidate
             .saturating_sub(self.spec.delay_millis)
             .saturating_sub(1);
         if watermark > self.emitted {
@@ -57,22 +99,82 @@ impl SourceWatermarks {
         }
     }
 
+    /// Advances each split's largest time; the least over the open splits that are not idle
+    /// (`None` while one of them has read nothing, or when none is active: an all-idle subtask
+    /// goes idle downstream instead).
+    fn observe_splits(
+        &mut self,
+        splits: &SplitRows,
+        times: &ArrayRef,
+        now: Instant,
+    ) -> Result<Option<i64>, String> {
+        if self.splits.len() < splits.open.len() {
+            self.splits.resize(
+                splits.open.len(),
+                SplitClock {
+                    max_seen: None,
+                    last_rows: now,
+                },
+            );
+        }
+        if splits.rows.len() != times.len() {
+            return Err(format!(
+                "the source said where {} rows came from, in a batch of {}",
+                splits.rows.len(),
+                times.len()
+            ));
+        }
+        let millis = millis_per_row(times)?;
+        for (&split, time) in splits.rows.iter().zip(millis) {
+            let Some(clock) = self.splits.get_mut(split as usize) else {
+                return Err(format!(
+                    "the source named split {split}, which it does not have"
+                ));
+            };
+            clock.last_rows = now;
+            if let Some(time) = time {
+                clock.max_seen = Some(clock.max_seen.map_or(time, |m| m.max(time)));
+                self.max_seen = Some(self.max_seen.map_or(time, |m| m.max(time)));
+            }
+        }
+        let idle_after = self.idle_timeout();
+        let mut least: Option<i64> = None;
+        for (clock, &open) in self.splits.iter().zip(&splits.open) {
+            let idle = idle_after.is_some_and(|t| now.duration_since(clock.last_rows) >= t);
+            if !open || idle {
+                continue;
+            }
+            let Some(seen) = clock.max_seen else {
+                return Ok(None);
+            };
+            least = Some(least.map_or(seen, |l| l.min(seen)));
+        }
+        Ok(least)
+    }
+
     pub(crate) fn column(&self) -> usize {
         self.spec.column
     }
 
-    /// The largest event time read so far: what a checkpoint keeps of the generator.
-    pub(crate) fn max_seen(&self) -> Option<i64> {
-        self.max_seen
+    /// What a checkpoint keeps of the generator: the event time the emitted watermark trails
+    /// (for one clock, the largest time read).
+    pub(crate) fn checkpointed(&self) -> Option<i64> {
+        if self.splits.is_empty() {
+            return self.max_seen;
+        }
+        self.emitted()
+            .map(|w| w.saturating_add(1).saturating_add(self.spec.delay_millis))
     }
 
-    /// Resumes after a restore as if the rows up to `max_seen` had just been read (without
-    /// emitting: downstream operators restored their own watermarks).
-    pub(crate) fn restore(&mut self, max_seen: i64) {
-        self.max_seen = Some(max_seen);
-        self.emitted = max_seen
+    /// Resumes after a restore as if the rows up to `seen` had just been read (without
+    /// emitting: downstream operators restored their own watermarks). Splits start again from
+    /// nothing, and the watermark never goes back below this.
+    pub(crate) fn restore(&mut self, seen: i64) {
+        self.max_seen = Some(seen);
+        self.emitted = seen
             .saturating_sub(self.spec.delay_millis)
             .saturating_sub(1);
+        self.splits.clear();
     }
 
     /// The last watermark emitted, if any.
@@ -85,6 +187,34 @@ impl SourceWatermarks {
             .idle_timeout_millis
             .map(std::time::Duration::from_millis)
     }
+}
+
+/// Each value of a timestamp column in milliseconds (floored).
+fn millis_per_row(times: &ArrayRef) -> Result<Vec<Option<i64>>, String> {
+    fn scaled<T: arrow::datatypes::ArrowPrimitiveType<Native = i64>>(
+        times: &ArrayRef,
+        to_millis: impl Fn(i64) -> i64,
+    ) -> Vec<Option<i64>> {
+        times
+            .as_primitive::<T>()
+            .iter()
+            .map(|v| v.map(&to_millis))
+            .collect()
+    }
+    let DataType::Timestamp(unit, _) = times.data_type() else {
+        return Err(format!(
+            "the event-time column is {}, not a TIMESTAMP",
+            times.data_type()
+        ));
+    };
+    Ok(match unit {
+        TimeUnit::Second => scaled::<TimestampSecondType>(times, |v| v.saturating_mul(1_000)),
+        TimeUnit::Millisecond => scaled::<TimestampMillisecondType>(times, |v| v),
+        TimeUnit::Microsecond => scaled::<TimestampMicrosecondType>(times, |v| v.div_euclid(1_000)),
+        TimeUnit::Nanosecond => {
+            scaled::<TimestampNanosecondType>(times, |v| v.div_euclid(1_000_000))
+        }
+    })
 }
 
 /// The largest value of a timestamp column in milliseconds (floored), or `None` if all null.
@@ -205,16 +335,98 @@ mod tests {
         let batch = |times: Vec<Option<i64>>| -> ArrayRef {
             Arc::new(TimestampMillisecondArray::from(times))
         };
-        assert_eq!(source.observe(&batch(vec![None, None])), Ok(None));
+        assert_eq!(source.observe(None, &batch(vec![None, None])), Ok(None));
         assert_eq!(
-            source.observe(&batch(vec![Some(10_000), Some(12_000), None])),
+            source.observe(None, &batch(vec![Some(10_000), Some(12_000), None])),
             Ok(Some(6_999))
         );
         // Out of order, behind the largest: no progress.
-        assert_eq!(source.observe(&batch(vec![Some(11_000)])), Ok(None));
-        assert_eq!(source.observe(&batch(vec![Some(20_000)])), Ok(Some(14_999)));
+        assert_eq!(source.observe(None, &batch(vec![Some(11_000)])), Ok(None));
+        assert_eq!(
+            source.observe(None, &batch(vec![Some(20_000)])),
+            Ok(Some(14_999))
+        );
         let micros: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![-1_500]));
         assert_eq!(max_millis(&micros), Ok(Some(-2)));
+    }
+
+    #[test]
+    fn with_splits_the_least_active_split_decides() {
+        let mut source = SourceWatermarks::new(SourceWatermark {
+            column: 0,
+            delay_millis: 0,
+            idle_timeout_millis: Some(1_000),
+        });
+        let times =
+            |times: Vec<i64>| -> ArrayRef { Arc::new(TimestampMillisecondArray::from(times)) };
+        let from = |open: Vec<bool>, rows: Vec<u32>| SplitRows { open, rows };
+        let start = Instant::now();
+        let at = |millis: u64| start + std::time::Duration::from_millis(millis);
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true], vec![0, 0])),
+                &times(vec![10_000, 20_000]),
+                at(0)
+            ),
+            Ok(None),
+            "split 1 has read nothing yet"
+        );
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true], vec![1, 0])),
+                &times(vec![5_000, 21_000]),
+                at(100)
+            ),
+            Ok(Some(4_999)),
+            "the least split, not the largest time"
+        );
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true], vec![0])),
+                &times(vec![30_000]),
+                at(900)
+            ),
+            Ok(None),
+            "split 1 still holds it at 5,000"
+        );
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true], vec![])),
+                &times(vec![]),
+                at(1_200)
+            ),
+            Ok(Some(29_999)),
+            "split 1 has been idle for the timeout: an empty batch lets the watermark on"
+        );
+        // A third split appears (a discovered partition): it holds the watermark until it reads.
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true, true], vec![0])),
+                &times(vec![40_000]),
+                at(1_300)
+            ),
+            Ok(None)
+        );
+        // It ends without reading (a bounded split): it holds nothing back.
+        assert_eq!(
+            source.observe_at(
+                Some(&from(vec![true, true, false], vec![0])),
+                &times(vec![41_000]),
+                at(1_400)
+            ),
+            Ok(Some(40_999))
+        );
+        assert_eq!(source.checkpointed(), Some(41_000));
+        assert!(
+            source
+                .observe_at(
+                    Some(&from(vec![true], vec![0, 0])),
+                    &times(vec![1]),
+                    at(1_500)
+                )
+                .is_err(),
+            "rows and splits must agree"
+        );
     }
 
     #[test]

@@ -73,16 +73,34 @@ pub(super) struct Polled {
     pub payloads: Vec<Option<(usize, usize)>>,
     /// Each message's topic (an index into the reader's topics), partition and offset.
     pub origins: Vec<(usize, i32, i64)>,
+    /// Each message's split (an index into the reader's splits).
+    pub splits: Vec<u32>,
 }
 
 impl Polled {
-    pub fn push(&mut self, payload: Option<&[u8]>, origin: (usize, i32, i64)) {
+    pub fn push(&mut self, payload: Option<&[u8]>, origin: (usize, i32, i64), split: usize) {
         self.payloads.push(payload.map(|p| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(p);
             (start, self.bytes.len())
         }));
         self.origins.push(origin);
+        self.splits.push(u32::try_from(split).unwrap_or(u32::MAX));
+    }
+
+    /// The messages that became rows, in row order: those with a payload, less `bad` (in
+    /// poll order, as `decode` reports them).
+    pub fn kept(&self, bad: &[BadMessage]) -> Vec<usize> {
+        let mut bad = bad.iter().map(|b| b.index).peekable();
+        (0..self.len())
+            .filter(|&i| {
+                if bad.peek() == Some(&i) {
+                    bad.next();
+                    return false;
+                }
+                self.payloads[i].is_some()
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -93,6 +111,7 @@ impl Polled {
         self.bytes.clear();
         self.payloads.clear();
         self.origins.clear();
+        self.splits.clear();
     }
 
     fn payload(&self, index: usize) -> Option<&[u8]> {
@@ -255,17 +274,21 @@ impl ValueDecoder {
         })
     }
 
+    /// One row per message with a payload (a tombstone is no row, as with json and csv).
     fn decode_raw(
         &self,
         polled: &Polled,
         skip_bad: bool,
     ) -> Result<(RecordBatch, Vec<BadMessage>), BadMessage> {
         let mut bad = Vec::new();
+        let present: Vec<usize> = (0..polled.len())
+            .filter(|&i| polled.payloads[i].is_some())
+            .collect();
         let column: ArrayRef = match self.projected.fields().first().map(|f| f.data_type()) {
             // A projection that reads no column still needs one row per message.
             None => {
                 let options = arrow::record_batch::RecordBatchOptions::new()
-                    .with_row_count(Some(polled.len()));
+                    .with_row_count(Some(present.len()));
                 return RecordBatch::try_new_with_options(self.projected.clone(), vec![], &options)
                     .map(|b| (b, bad))
                     .map_err(|e| BadMessage {
@@ -274,11 +297,11 @@ impl ValueDecoder {
                     });
             }
             Some(DataType::Binary) => Arc::new(BinaryArray::from_iter(
-                (0..polled.len()).map(|i| polled.payload(i)),
+                present.iter().map(|&i| polled.payload(i)),
             )),
             Some(data_type) => {
-                let mut texts = Vec::with_capacity(polled.len());
-                for index in 0..polled.len() {
+                let mut texts = Vec::with_capacity(present.len());
+                for &index in &present {
                     match polled.payload(index).map(std::str::from_utf8) {
                         None => texts.push(None),
                         Some(Ok(text)) => texts.push(Some(text)),

@@ -18,7 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::format::{Polled, ValueDecoder};
 use super::{Bounded, Config, Startup};
-use crate::connector::{ConnectorError, SourceRequest, Subtask, TableDef};
+use crate::connector::{ConnectorError, SourceRequest, SplitRows, Subtask, TableDef};
 
 /// The largest batch a reader returns, whatever the job asks.
 const MAX_BATCH_ROWS: usize = 1 << 16;
@@ -47,6 +47,8 @@ pub(super) struct KafkaReader {
     decoder: ValueDecoder,
     batch_size: usize,
     polled: Polled,
+    /// Where the last batch's rows came from: watermarks are per partition.
+    split_rows: SplitRows,
     skipped: u64,
     last_discovery: Instant,
     /// When a transient error (a broker down) was last logged.
@@ -124,6 +126,7 @@ impl KafkaReader {
             decoder,
             batch_size,
             polled: Polled::default(),
+            split_rows: SplitRows::default(),
             skipped: 0,
             last_discovery: Instant::now(),
             last_warning: None,
@@ -491,7 +494,7 @@ impl crate::connector::SourceReader for KafkaReader {
                         continue;
                     }
                     self.polled
-                        .push(message.payload(), (split.topic, partition, offset));
+                        .push(message.payload(), (split.topic, partition, offset), index);
                     drop(message);
                     let split = &mut self.splits[index];
                     split.next = offset + 1;
@@ -516,7 +519,20 @@ impl crate::connector::SourceReader for KafkaReader {
                 tracing::warn!("{} (skipped)", self.bad_message(&first.reason, first.index));
             }
         }
+        let kept = self.polled.kept(&bad);
+        self.split_rows.rows.clear();
+        self.split_rows
+            .rows
+            .extend(kept.iter().map(|&i| self.polled.splits[i]));
+        self.split_rows.open.clear();
+        self.split_rows
+            .open
+            .extend(self.splits.iter().map(|s| !s.done));
         Ok(Some(batch))
+    }
+
+    fn split_rows(&self) -> Option<&SplitRows> {
+        Some(&self.split_rows)
     }
 
     fn skipped_rows(&self) -> u64 {
