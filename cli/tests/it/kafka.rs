@@ -480,3 +480,142 @@ fn each_partition_has_its_own_watermark() {
         .collect();
     assert_eq!(rows, expected);
 }
+
+/// Metadata columns: a sink writes a `METADATA FROM 'timestamp'` column as each message's
+/// timestamp and leaves VIRTUAL ones out of the INSERT and the payload; a source reads the
+/// partition, offset, key, timestamp and its type of each message. Unknown keys, read-only
+/// metadata in a sink and metadata on a connector without any are refused.
+#[test]
+fn metadata_columns_read_and_write_what_the_message_carries() {
+    let dir = fresh_dir("kafka-metadata");
+    let topic = create_topic("metadata", 1);
+    std::fs::create_dir_all(dir.join("input")).expect("input dir");
+    std::fs::write(
+        dir.join("input/words.csv"),
+        "1,apple,2026-01-01 00:00:01\n2,pear,2026-01-01 00:00:02\n3,fig,2026-01-01 00:00:03\n",
+    )
+    .expect("write input");
+    let kafka = |name: &str, columns: &str| {
+        kafka_table(
+            name,
+            columns,
+            &topic,
+            ", 'key.format' = 'raw', 'key.fields' = 'word', \
+             'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'",
+        )
+    };
+    let write = script(
+        "metadata-write.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n\
+             CREATE TABLE words (n BIGINT, word STRING, ts TIMESTAMP(3)) WITH ( \
+               'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n{}\
+             INSERT INTO sink SELECT n, word, ts FROM words;\n",
+            dir.join("input").display(),
+            kafka(
+                "sink",
+                "n BIGINT, word STRING, ts TIMESTAMP(3) METADATA FROM 'timestamp', \
+                 `offset` BIGINT METADATA VIRTUAL"
+            ),
+        ),
+    );
+    run(&write, 1);
+    let read = script(
+        "metadata-read.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{}{}\
+             CREATE TABLE copied (n BIGINT, word STRING, p INT, o BIGINT, k STRING, \
+               ts TIMESTAMP(3), kind STRING) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv');\n\
+             CREATE TABLE payloads (line STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO copied SELECT n, word, p, o, k, ts, kind FROM source;\n\
+             INSERT INTO payloads SELECT line FROM raw_source;\n",
+            kafka(
+                "source",
+                "p INT METADATA FROM 'partition' VIRTUAL, n BIGINT, \
+                 o BIGINT METADATA FROM 'offset' VIRTUAL, word STRING, \
+                 k STRING METADATA FROM 'key' VIRTUAL, ts TIMESTAMP(3) METADATA FROM 'timestamp', \
+                 kind STRING METADATA FROM 'timestamp-type' VIRTUAL"
+            ),
+            kafka_table(
+                "raw_source",
+                "line STRING",
+                &topic,
+                ", 'format' = 'raw', 'scan.startup.mode' = 'earliest-offset', \
+                 'scan.bounded.mode' = 'latest-offset'"
+            )
+            .replace(", 'format' = 'json'", ""),
+            dir.join("copied").display(),
+            dir.join("payloads").display(),
+        ),
+    );
+    run(&read, 1);
+    assert_eq!(
+        committed_rows(&dir.join("copied")),
+        [
+            "1,apple,0,0,apple,2026-01-01T00:00:01,CreateTime",
+            "2,pear,0,1,pear,2026-01-01T00:00:02,CreateTime",
+            "3,fig,0,2,fig,2026-01-01T00:00:03,CreateTime",
+        ]
+    );
+    assert_eq!(
+        committed_rows(&dir.join("payloads")),
+        [
+            r#""{""n"":1,""word"":""apple""}""#,
+            r#""{""n"":2,""word"":""pear""}""#,
+            r#""{""n"":3,""word"":""fig""}""#,
+        ]
+    );
+
+    let refused = |name: &str, table: String| {
+        let job = script(
+            name,
+            &format!(
+                "SET 'execution.runtime-mode' = 'batch';\n{table}\
+                 CREATE TABLE words (n BIGINT, word STRING, ts TIMESTAMP(3)) WITH ( \
+                   'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+                 INSERT INTO t SELECT n, word, ts FROM words;\n",
+                dir.join("input").display()
+            ),
+        );
+        let out = weir(&["run", &job]);
+        assert!(!out.status.success(), "{name} ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let unknown = refused(
+        "unknown-key.sql",
+        kafka(
+            "t",
+            "n BIGINT, word STRING, ts TIMESTAMP(3) METADATA FROM 'leader-epoch'",
+        ),
+    );
+    assert!(
+        unknown.contains("unknown metadata key 'leader-epoch'"),
+        "{unknown}"
+    );
+    let read_only = refused(
+        "read-only.sql",
+        kafka(
+            "t",
+            "n BIGINT, word STRING, ts BIGINT METADATA FROM 'offset'",
+        ),
+    );
+    assert!(
+        read_only.contains("column 'ts' is read-only metadata"),
+        "{read_only}"
+    );
+    let no_metadata = refused(
+        "no-metadata.sql",
+        format!(
+            "CREATE TABLE t (n BIGINT, word STRING, ts TIMESTAMP(3) METADATA FROM 'timestamp') \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n",
+            dir.join("elsewhere").display()
+        ),
+    );
+    assert!(
+        no_metadata
+            .contains("column 'ts' is METADATA, but the 'filesystem' connector has no metadata"),
+        "{no_metadata}"
+    );
+}

@@ -32,6 +32,18 @@ pub struct TableDef {
     pub options: Options,
     /// `PRIMARY KEY (...) NOT ENFORCED`: what an upsert sink keys its changes by.
     pub primary_key: Vec<String>,
+    /// Columns declared `METADATA`: the connector fills them from what it knows of each row
+    /// (a Kafka message's offset), not from the payload.
+    pub metadata: Vec<MetadataColumn>,
+}
+
+/// A column declared `METADATA [FROM 'key'] [VIRTUAL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataColumn {
+    pub column: String,
+    pub key: String,
+    /// Read only: a sink never writes it, and an `INSERT` leaves it out.
+    pub is_virtual: bool,
 }
 
 /// Which part of a source one subtask reads: subtask `index` of `count`.
@@ -314,6 +326,18 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
                 "the '{}' connector cannot be {}",
                 kind.name(),
                 if as_source { "read from" } else { "written to" }
+            ),
+        ));
+    }
+    if let Some(column) = table.metadata.first()
+        && kind != ConnectorKind::Kafka
+    {
+        return Err(ConnectorError::option(
+            table,
+            format!(
+                "column '{}' is METADATA, but the '{}' connector has no metadata (kafka has)",
+                column.column,
+                kind.name()
             ),
         ));
     }

@@ -11,7 +11,7 @@ use datafusion_expr::{AggregateUDF, HigherOrderUDF, ScalarUDF, TableSource, Wind
 
 use super::SqlError;
 use super::parser::{CreateTable, WatermarkDef};
-use crate::connector::TableDef;
+use crate::connector::{MetadataColumn, TableDef};
 use crate::functions::{WasmAggregate, WasmFunction, WasmScalar};
 use crate::udf::FunctionKind;
 
@@ -108,6 +108,18 @@ impl Catalog {
                     schema: Arc::new(Schema::new(fields)),
                     options,
                     primary_key: create.primary_key.clone(),
+                    metadata: create
+                        .columns
+                        .iter()
+                        .filter_map(|c| {
+                            let m = c.metadata.as_ref()?;
+                            Some(MetadataColumn {
+                                column: c.name.clone(),
+                                key: m.key.clone(),
+                                is_virtual: m.is_virtual,
+                            })
+                        })
+                        .collect(),
                 },
                 watermark: create.watermark.clone(),
                 watermark_delay_millis,

@@ -90,6 +90,7 @@ pub fn plan_query(
     let context = catalog::PlanningContext::new(catalog);
     let planner = SqlToRel::new(&context);
     let mut statement = statement.clone();
+    leave_out_virtual_columns(catalog, &mut statement);
     group_window::rewrite(&mut statement)
         .map_err(|message| SqlError::plan(message, Some(start)))?;
     let plan = planner
@@ -114,6 +115,40 @@ pub fn plan_query(
         Some(table) => PlannedQuery::Insert { table, input: plan },
         None => PlannedQuery::Select(plan),
     })
+}
+
+/// An `INSERT` without a column list leaves the table's `VIRTUAL` metadata columns out, as in
+/// Flink: the other columns are named, so the query supplies those only (DataFusion fills the
+/// virtual ones with NULL, and sinks never write them).
+fn leave_out_virtual_columns(catalog: &Catalog, statement: &mut ast::Statement) {
+    let ast::Statement::Insert(insert) = statement else {
+        return;
+    };
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return;
+    };
+    if !insert.columns.is_empty() {
+        return;
+    }
+    let Some(entry) = catalog.table(&parser::object_name(name)) else {
+        return;
+    };
+    let def = &entry.def;
+    let is_virtual = |column: &str| {
+        def.metadata
+            .iter()
+            .any(|m| m.is_virtual && m.column == column)
+    };
+    if !def.metadata.iter().any(|m| m.is_virtual) {
+        return;
+    }
+    insert.columns = def
+        .schema
+        .fields()
+        .iter()
+        .filter(|f| !is_virtual(f.name()))
+        .map(|f| ast::ObjectName::from(vec![ast::Ident::with_quote('"', f.name())]))
+        .collect();
 }
 
 /// DataFusion's message without its prefixes, placed by its diagnostic or, failing that, at the

@@ -46,6 +46,17 @@ pub struct ColumnDef {
     pub data_type: SqlDataType,
     pub not_null: bool,
     pub location: Location,
+    /// `METADATA [FROM 'key'] [VIRTUAL]`: filled from the connector's metadata (a Kafka
+    /// message's offset, say) rather than from the payload.
+    pub metadata: Option<MetadataDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataDef {
+    /// The connector's name for it; the column's name when no `FROM` is written.
+    pub key: String,
+    /// Read only: an `INSERT` leaves it out (as in Flink).
+    pub is_virtual: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -322,7 +333,7 @@ fn ident_name(ident: &Ident) -> String {
     ident.value.clone()
 }
 
-fn object_name(name: &ast::ObjectName) -> String {
+pub(crate) fn object_name(name: &ast::ObjectName) -> String {
     name.0
         .iter()
         .filter_map(|part| part.as_ident().map(ident_name))
@@ -388,11 +399,23 @@ fn parse_create_table(parser: &mut Parser) -> Result<CreateTable, ParserError> {
             if !not_null {
                 let _ = parser.parse_keyword(Keyword::NULL);
             }
+            let metadata = if parse_word(parser, "METADATA") {
+                let key = if parser.parse_keyword(Keyword::FROM) {
+                    parser.parse_literal_string()?
+                } else {
+                    name.clone()
+                };
+                let is_virtual = parse_word(parser, "VIRTUAL");
+                Some(MetadataDef { key, is_virtual })
+            } else {
+                None
+            };
             table.columns.push(ColumnDef {
                 name,
                 data_type,
                 not_null,
                 location,
+                metadata,
             });
         }
         if parser.consume_token(&Token::Comma) {
@@ -624,6 +647,35 @@ mod tests {
                 ("path".to_string(), "x.csv".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn metadata_columns_name_their_key_or_default_to_the_column() {
+        let Statement::CreateTable(t) = one(
+            "CREATE TABLE k (v STRING, `offset` BIGINT METADATA VIRTUAL,              ts TIMESTAMP(3) METADATA FROM 'timestamp', p INT NOT NULL METADATA FROM 'partition' VIRTUAL)              WITH ('connector' = 'kafka')",
+        ) else {
+            panic!("not a table")
+        };
+        let metadata: Vec<_> = t.columns.iter().map(|c| c.metadata.clone()).collect();
+        let def = |key: &str, is_virtual| {
+            Some(MetadataDef {
+                key: key.into(),
+                is_virtual,
+            })
+        };
+        assert_eq!(
+            metadata,
+            [
+                None,
+                def("offset", true),
+                def("timestamp", false),
+                def("partition", true)
+            ]
+        );
+        assert!(t.columns[3].not_null);
+        let error = parse_script("CREATE TABLE k (o BIGINT METADATA FROM offset) WITH ()")
+            .expect_err("an unquoted key");
+        assert_eq!(error.location().map(|l| l.column), Some(40), "{error}");
     }
 
     #[test]

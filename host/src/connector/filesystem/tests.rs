@@ -45,6 +45,7 @@ fn table(path: &Path, format: &str, extra: &[(&str, &str)]) -> TableDef {
         schema: schema(),
         options,
         primary_key: Vec::new(),
+        metadata: Vec::new(),
     }
 }
 

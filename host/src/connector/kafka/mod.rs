@@ -13,6 +13,7 @@
 //! are never held back by a quiet topic.
 
 mod format;
+mod metadata;
 mod sink;
 mod source;
 
@@ -97,6 +98,8 @@ struct Config {
     poll_timeout: Duration,
     connect_timeout: Duration,
     delivery: Delivery,
+    /// The table's metadata columns.
+    metadata: Vec<metadata::Meta>,
 }
 
 impl Config {
@@ -154,6 +157,11 @@ impl Config {
                 for field in &fields {
                     if table.schema.field_with_name(field).is_err() {
                         return Err(option(format!("key field '{field}' is not a column")));
+                    }
+                    if table.metadata.iter().any(|m| m.column == *field) {
+                        return Err(option(format!(
+                            "key field '{field}' is a METADATA column, not part of the key"
+                        )));
                     }
                 }
                 Some((format, fields))
@@ -262,7 +270,9 @@ impl Config {
                 "option 'sink.partitioner' is 'default' (by key, else spread), not '{partitioner}'"
             )));
         }
+        let metadata = metadata::parse(table)?;
         Ok(Config {
+            metadata,
             table: table.name.clone(),
             topics,
             properties,

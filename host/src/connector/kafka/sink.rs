@@ -14,6 +14,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
 use super::format::{Format, encode};
+use super::metadata::MetaKey;
 use super::{Config, Delivery};
 use crate::connector::{ConnectorError, SinkWriter, Subtask, TableDef};
 
@@ -50,6 +51,8 @@ pub(super) struct KafkaWriter {
     /// Indexes of the key columns, and of the columns the value holds.
     key_columns: Vec<usize>,
     value_columns: Vec<usize>,
+    /// A writable `METADATA FROM 'timestamp'` column: each message's timestamp.
+    timestamp_column: Option<usize>,
 }
 
 impl std::fmt::Debug for KafkaWriter {
@@ -106,8 +109,29 @@ impl KafkaWriter {
                 .collect::<Result<_, _>>()?,
             None => Vec::new(),
         };
+        // Metadata columns are not in the payload; of them only the timestamp is written.
+        if let Some(read_only) = config
+            .metadata
+            .iter()
+            .find(|m| !m.is_virtual && m.key != MetaKey::Timestamp)
+        {
+            return Err(ConnectorError::option(
+                table,
+                format!(
+                    "column '{}' is read-only metadata ({:?}): declare it VIRTUAL to write to                      this table",
+                    table.schema.field(read_only.column).name(),
+                    read_only.key
+                ),
+            ));
+        }
+        let timestamp_column = config
+            .metadata
+            .iter()
+            .find(|m| !m.is_virtual && m.key == MetaKey::Timestamp)
+            .map(|m| m.column);
         let value_columns: Vec<usize> = (0..table.schema.fields().len())
             .filter(|i| !(config.value_except_key && key_columns.contains(i)))
+            .filter(|i| !config.metadata.iter().any(|m| m.column == *i))
             .collect();
         let writer = KafkaWriter {
             topic,
@@ -116,6 +140,7 @@ impl KafkaWriter {
             schema: table.schema.clone(),
             key_columns,
             value_columns,
+            timestamp_column,
             config,
         };
         writer.check_topic()?;
@@ -203,8 +228,20 @@ impl SinkWriter for KafkaWriter {
             Some((format, _)) => Some(self.encode_columns(format, &batch, &self.key_columns)?),
             None => None,
         };
+        let timestamps = match self.timestamp_column {
+            Some(column) => {
+                Some(millis_of(batch.column(column)).map_err(|e| self.config.error(e))?)
+            }
+            None => None,
+        };
         for row in 0..batch.num_rows() {
             let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic);
+            if let Some(millis) = timestamps
+                .as_ref()
+                .and_then(|t| t.get(row).copied().flatten())
+            {
+                record = record.timestamp(millis);
+            }
             if let Some(value) = values.payload(row) {
                 record = record.payload(value);
             }
@@ -242,4 +279,18 @@ impl SinkWriter for KafkaWriter {
         self.flush()?;
         Ok(None)
     }
+}
+
+/// A timestamp column's values in milliseconds since the epoch.
+fn millis_of(column: &arrow::array::ArrayRef) -> Result<Vec<Option<i64>>, String> {
+    let millis = arrow::compute::cast(
+        column,
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+    )
+    .map_err(|e| format!("the timestamp column: {e}"))?;
+    let millis = millis
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMillisecondArray>()
+        .ok_or("the timestamp column is not a TIMESTAMP")?;
+    Ok(millis.iter().collect())
 }

@@ -17,11 +17,20 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::format::{Polled, ValueDecoder};
+use super::metadata::{self, MetaKey};
 use super::{Bounded, Config, Startup};
 use crate::connector::{ConnectorError, SourceRequest, SplitRows, Subtask, TableDef};
 
 /// The largest batch a reader returns, whatever the job asks.
 const MAX_BATCH_ROWS: usize = 1 << 16;
+
+/// Where a returned column comes from.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    /// A column of the decoded payload (an index into the decoder's columns).
+    Payload(usize),
+    Meta(MetaKey),
+}
 
 /// One partition this subtask reads.
 #[derive(Debug, Clone)]
@@ -47,6 +56,11 @@ pub(super) struct KafkaReader {
     decoder: ValueDecoder,
     batch_size: usize,
     polled: Polled,
+    /// What polled messages carry besides their payload, kept when metadata columns are read.
+    message_meta: Option<metadata::Polled>,
+    /// The columns the reader returns, and where each comes from.
+    projected: SchemaRef,
+    outputs: Vec<Output>,
     /// Where the last batch's rows came from: watermarks are per partition.
     split_rows: SplitRows,
     skipped: u64,
@@ -100,7 +114,51 @@ impl KafkaReader {
             ));
         }
         let batch_size = request.batch_size.clamp(1, MAX_BATCH_ROWS);
-        let decoder = ValueDecoder::new(table, &config.value, &projection, projected, batch_size)?;
+        // The payload decodes into the columns that are not metadata, as a table of its own.
+        let is_meta = |column: usize| config.metadata.iter().find(|m| m.column == column);
+        let payload_columns: Vec<usize> = (0..table.schema.fields().len())
+            .filter(|&c| is_meta(c).is_none())
+            .collect();
+        let payload_table = TableDef {
+            schema: std::sync::Arc::new(
+                table
+                    .schema
+                    .project(&payload_columns)
+                    .map_err(|e| ConnectorError::option(table, e.to_string()))?,
+            ),
+            metadata: Vec::new(),
+            ..table.clone()
+        };
+        let mut outputs = Vec::with_capacity(projection.len());
+        let mut payload_projection = Vec::new();
+        for &column in &projection {
+            match is_meta(column) {
+                Some(meta) => outputs.push(Output::Meta(meta.key)),
+                None => {
+                    outputs.push(Output::Payload(payload_projection.len()));
+                    payload_projection.push(
+                        payload_columns
+                            .iter()
+                            .position(|&c| c == column)
+                            .unwrap_or(0),
+                    );
+                }
+            }
+        }
+        let payload_schema: SchemaRef = std::sync::Arc::new(
+            payload_table
+                .schema
+                .project(&payload_projection)
+                .map_err(|e| ConnectorError::option(table, e.to_string()))?,
+        );
+        let decoder = ValueDecoder::new(
+            &payload_table,
+            &config.value,
+            &payload_projection,
+            payload_schema,
+            batch_size,
+        )?;
+        let reads_metadata = outputs.iter().any(|o| matches!(o, Output::Meta(_)));
         let group = config
             .group_id
             .clone()
@@ -126,6 +184,9 @@ impl KafkaReader {
             decoder,
             batch_size,
             polled: Polled::default(),
+            message_meta: reads_metadata.then(metadata::Polled::default),
+            projected,
+            outputs,
             split_rows: SplitRows::default(),
             skipped: 0,
             last_discovery: Instant::now(),
@@ -474,6 +535,9 @@ impl crate::connector::SourceReader for KafkaReader {
             return Ok(None);
         }
         self.polled.clear();
+        if let Some(meta) = &mut self.message_meta {
+            meta.clear();
+        }
         let deadline = Instant::now() + self.config.poll_timeout;
         while self.polled.len() < self.batch_size && !self.all_done() {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -495,6 +559,9 @@ impl crate::connector::SourceReader for KafkaReader {
                     }
                     self.polled
                         .push(message.payload(), (split.topic, partition, offset), index);
+                    if let Some(meta) = &mut self.message_meta {
+                        meta.push(&message);
+                    }
                     drop(message);
                     let split = &mut self.splits[index];
                     split.next = offset + 1;
@@ -520,6 +587,11 @@ impl crate::connector::SourceReader for KafkaReader {
             }
         }
         let kept = self.polled.kept(&bad);
+        let batch = if self.message_meta.is_some() {
+            self.with_metadata(&batch, &kept)?
+        } else {
+            batch
+        };
         self.split_rows.rows.clear();
         self.split_rows
             .rows
@@ -614,6 +686,44 @@ impl crate::connector::SourceReader for KafkaReader {
 }
 
 impl KafkaReader {
+    /// The returned columns in order: the decoded payload's and the metadata of the messages
+    /// `kept` (those that became rows).
+    fn with_metadata(
+        &self,
+        payload: &RecordBatch,
+        kept: &[usize],
+    ) -> Result<RecordBatch, ConnectorError> {
+        let Some(meta) = &self.message_meta else {
+            return Ok(payload.clone());
+        };
+        if payload.num_rows() != kept.len() {
+            return Err(self.config.error(format!(
+                "{} messages decoded into {} rows",
+                kept.len(),
+                payload.num_rows()
+            )));
+        }
+        let mut columns = Vec::with_capacity(self.outputs.len());
+        for (output, field) in self.outputs.iter().zip(self.projected.fields()) {
+            columns.push(match *output {
+                Output::Payload(index) => payload.column(index).clone(),
+                Output::Meta(key) => meta
+                    .column(
+                        key,
+                        field.data_type(),
+                        &self.polled.origins,
+                        &self.config.topics,
+                        kept,
+                    )
+                    .map_err(|e| self.config.error(e))?,
+            });
+        }
+        let options =
+            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(kept.len()));
+        RecordBatch::try_new_with_options(self.projected.clone(), columns, &options)
+            .map_err(|e| self.config.error(e.to_string()))
+    }
+
     fn bad_message(&self, reason: &str, index: usize) -> ConnectorError {
         let (topic, partition, offset) = self
             .polled

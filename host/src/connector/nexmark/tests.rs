@@ -54,6 +54,7 @@ fn table_def(columns: &[(&str, DataType)], options: &[(&str, &str)]) -> TableDef
         schema: Arc::new(Schema::new(fields)),
         options: all,
         primary_key: Vec::new(),
+        metadata: Vec::new(),
     }
 }
 
