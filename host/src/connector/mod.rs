@@ -258,7 +258,7 @@ impl ConnectorError {
     }
 }
 
-pub const KNOWN_CONNECTORS: &str = "filesystem, kafka, print, blackhole, nexmark";
+pub const KNOWN_CONNECTORS: &str = "filesystem, kafka, upsert-kafka, print, blackhole, nexmark";
 
 /// The connector named by a table's `'connector'` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +268,8 @@ pub enum ConnectorKind {
     Blackhole,
     Nexmark,
     Kafka,
+    /// Flink's `upsert-kafka`: an updating result written keyed by its primary key.
+    UpsertKafka,
 }
 
 impl ConnectorKind {
@@ -282,6 +284,7 @@ impl ConnectorKind {
             "blackhole" => Ok(Self::Blackhole),
             "nexmark" => Ok(Self::Nexmark),
             "kafka" => Ok(Self::Kafka),
+            "upsert-kafka" => Ok(Self::UpsertKafka),
             other => Err(ConnectorError::UnknownConnector {
                 table: table.name.clone(),
                 connector: other.to_string(),
@@ -296,6 +299,7 @@ impl ConnectorKind {
             Self::Blackhole => "blackhole",
             Self::Nexmark => "nexmark",
             Self::Kafka => "kafka",
+            Self::UpsertKafka => "upsert-kafka",
         }
     }
 
@@ -306,7 +310,7 @@ impl ConnectorKind {
     pub fn can_write(self) -> bool {
         matches!(
             self,
-            Self::Filesystem | Self::Print | Self::Blackhole | Self::Kafka
+            Self::Filesystem | Self::Print | Self::Blackhole | Self::Kafka | Self::UpsertKafka
         )
     }
 }
@@ -319,6 +323,13 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
     } else {
         kind.can_write()
     };
+    if kind == ConnectorKind::UpsertKafka && as_source {
+        return Err(ConnectorError::option(
+            table,
+            "reading an 'upsert-kafka' table (as a changelog) is not supported yet: read its \
+             topic with the 'kafka' connector",
+        ));
+    }
     if !usable {
         return Err(ConnectorError::option(
             table,
@@ -330,7 +341,7 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
         ));
     }
     if let Some(column) = table.metadata.first()
-        && kind != ConnectorKind::Kafka
+        && !matches!(kind, ConnectorKind::Kafka | ConnectorKind::UpsertKafka)
     {
         return Err(ConnectorError::option(
             table,
@@ -347,6 +358,7 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
         ConnectorKind::Print => print::validate(table)?,
         ConnectorKind::Blackhole => blackhole::validate(table)?,
         ConnectorKind::Kafka => kafka::validate(table)?,
+        ConnectorKind::UpsertKafka => kafka::validate_upsert(table)?,
     }
     Ok(kind)
 }
@@ -368,7 +380,9 @@ pub fn open_source(
         ConnectorKind::Filesystem => filesystem::open_source(table, request),
         ConnectorKind::Nexmark => nexmark::open_source(table, request),
         ConnectorKind::Kafka => kafka::open_source(table, request),
-        ConnectorKind::Print | ConnectorKind::Blackhole => unreachable!("checked by validate"),
+        ConnectorKind::Print | ConnectorKind::Blackhole | ConnectorKind::UpsertKafka => {
+            unreachable!("checked by validate")
+        }
     }
 }
 
@@ -385,6 +399,7 @@ pub fn open_sink(
         ConnectorKind::Print => print::open_sink(table, subtask),
         ConnectorKind::Blackhole => blackhole::open_sink(table, subtask),
         ConnectorKind::Kafka => kafka::open_sink(table, subtask),
+        ConnectorKind::UpsertKafka => kafka::open_upsert_sink(table, subtask),
         ConnectorKind::Nexmark => unreachable!("checked by validate"),
     }
 }
@@ -407,7 +422,7 @@ pub fn is_bounded(table: &TableDef) -> bool {
 /// A filesystem table not told to write the changelog; a connector that cannot be written.
 pub fn check_accepts_changelog(table: &TableDef) -> Result<(), ConnectorError> {
     let accepts = match ConnectorKind::of(table)? {
-        ConnectorKind::Print | ConnectorKind::Blackhole => true,
+        ConnectorKind::Print | ConnectorKind::Blackhole | ConnectorKind::UpsertKafka => true,
         ConnectorKind::Filesystem => filesystem::accepts_changelog(table)?,
         _ => false,
     };
@@ -418,8 +433,8 @@ pub fn check_accepts_changelog(table: &TableDef) -> Result<(), ConnectorError> {
         table,
         "this query's result updates (a GROUP BY without a window, in streaming mode), and \
          the table takes appended rows only: write the changelog with 'sink.changelog-mode' = \
-         'all' (an op column of +I, -U, +U, -D first) or 'upsert' (with a PRIMARY KEY), group \
-         by a window, or run in batch mode",
+         'all' (an op column of +I, -U, +U, -D first) or 'upsert' (with a PRIMARY KEY), write \
+         to an 'upsert-kafka' table, group by a window, or run in batch mode",
     ))
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray};
 use arrow::array::{TimestampMillisecondArray, new_null_array};
-use arrow::compute::{can_cast_types, cast};
+use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimeUnit};
 use rdkafka::Message;
 use rdkafka::message::Timestamp;
@@ -79,10 +79,12 @@ pub(super) fn parse(table: &TableDef) -> Result<Vec<Meta>, ConnectorError> {
             ConnectorError::option(table, format!("no column '{}'", declared.column))
         })?;
         let data_type = table.schema.field(column).data_type();
+        let text = matches!(data_type, DataType::Utf8 | DataType::LargeUtf8);
         let castable = match key {
-            // Only from a timestamp, not the integer cast arrow would allow.
+            MetaKey::Topic | MetaKey::TimestampType => text,
+            MetaKey::Partition | MetaKey::Offset => data_type.is_integer(),
             MetaKey::Timestamp => matches!(data_type, DataType::Timestamp(..)),
-            _ => can_cast_types(&key.natural_type(), data_type),
+            MetaKey::Key => text || matches!(data_type, DataType::Binary | DataType::LargeBinary),
         };
         if !castable {
             return Err(ConnectorError::option(

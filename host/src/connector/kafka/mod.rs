@@ -1,6 +1,7 @@
 //! The `kafka` connector, with Flink's option names: a source whose splits are the topics'
 //! partitions and whose checkpointed position is the next offset of each, and an at-least-once
-//! sink.
+//! sink; and `upsert-kafka`, a sink of updating results keyed by the primary key (a tombstone
+//! for a delete), which a replay after a failure overwrites rather than repeats.
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source): it is the
 //! client every other stream processor without a JVM uses (Arroyo among them), it speaks every
@@ -46,6 +47,21 @@ const KNOWN_OPTIONS: &[&str] = &[
     "scan.poll-timeout",
     "sink.delivery-guarantee",
     "sink.partitioner",
+    "connect.timeout",
+];
+
+/// `upsert-kafka` takes Flink's options for it: the key is the primary key, and both formats
+/// are named.
+const UPSERT_KNOWN_OPTIONS: &[&str] = &[
+    "topic",
+    "key.format",
+    "value.format",
+    "value.fields-include",
+    "json.ignore-parse-errors",
+    "csv.ignore-parse-errors",
+    "csv.field-delimiter",
+    "csv.null-literal",
+    "sink.delivery-guarantee",
     "connect.timeout",
 ];
 
@@ -100,10 +116,13 @@ struct Config {
     delivery: Delivery,
     /// The table's metadata columns.
     metadata: Vec<metadata::Meta>,
+    /// `upsert-kafka`: a changelog written as upserts and tombstones by key.
+    upsert: bool,
 }
 
 impl Config {
-    fn parse(table: &TableDef) -> Result<Self, ConnectorError> {
+    /// `upsert`: an `upsert-kafka` table.
+    fn parse(table: &TableDef, upsert: bool) -> Result<Self, ConnectorError> {
         let options = &table.options;
         // `properties.*` go to librdkafka, which names any it does not know.
         let own = TableDef {
@@ -114,8 +133,27 @@ impl Config {
                 .collect(),
             ..table.clone()
         };
-        super::check_known_options(&own, KNOWN_OPTIONS)?;
+        super::check_known_options(
+            &own,
+            if upsert {
+                UPSERT_KNOWN_OPTIONS
+            } else {
+                KNOWN_OPTIONS
+            },
+        )?;
         let option = |message: String| ConnectorError::option(table, message);
+        if upsert && table.primary_key.is_empty() {
+            return Err(option(
+                "an 'upsert-kafka' table writes each change keyed by its primary key: declare                  PRIMARY KEY (...) NOT ENFORCED"
+                    .into(),
+            ));
+        }
+        if upsert && !(options.contains_key("key.format") && options.contains_key("value.format")) {
+            return Err(option(
+                "an 'upsert-kafka' table needs 'key.format' and 'value.format' (json, csv or raw)"
+                    .into(),
+            ));
+        }
         let topics: Vec<String> = options
             .get("topic")
             .map(|t| {
@@ -144,7 +182,12 @@ impl Config {
             .or_else(|| options.get("format"))
             .ok_or_else(|| option("missing option 'format' (json, csv or raw)".into()))?;
         let value = Format::parse(table, value_name, "csv.")?;
-        let key = match (options.get("key.format"), options.get("key.fields")) {
+        let key_fields = if upsert {
+            Some(table.primary_key.join(";"))
+        } else {
+            options.get("key.fields").cloned()
+        };
+        let key = match (options.get("key.format"), key_fields.as_ref()) {
             (None, None) => None,
             (Some(_), None) => {
                 return Err(option(
@@ -272,6 +315,7 @@ impl Config {
         }
         let metadata = metadata::parse(table)?;
         Ok(Config {
+            upsert,
             metadata,
             table: table.name.clone(),
             topics,
@@ -363,7 +407,11 @@ fn offsets(table: &TableDef, key: &str) -> Result<BTreeMap<i32, i64>, ConnectorE
 }
 
 pub(crate) fn validate(table: &TableDef) -> Result<(), ConnectorError> {
-    Config::parse(table).map(drop)
+    Config::parse(table, false).map(drop)
+}
+
+pub(crate) fn validate_upsert(table: &TableDef) -> Result<(), ConnectorError> {
+    Config::parse(table, true).map(drop)
 }
 
 /// Whether reading ends (`'scan.bounded.mode'`).
@@ -378,7 +426,7 @@ pub(crate) fn open_source(
     table: &TableDef,
     request: &SourceRequest,
 ) -> Result<Box<dyn SourceReader>, ConnectorError> {
-    let config = Config::parse(table)?;
+    let config = Config::parse(table, false)?;
     Ok(Box::new(source::KafkaReader::open(table, config, request)?))
 }
 
@@ -386,6 +434,110 @@ pub(crate) fn open_sink(
     table: &TableDef,
     subtask: Subtask,
 ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
-    let config = Config::parse(table)?;
+    let config = Config::parse(table, false)?;
     Ok(Box::new(sink::KafkaWriter::open(table, config, subtask)?))
+}
+
+pub(crate) fn open_upsert_sink(
+    table: &TableDef,
+    subtask: Subtask,
+) -> Result<Box<dyn SinkWriter>, ConnectorError> {
+    let config = Config::parse(table, true)?;
+    Ok(Box::new(sink::KafkaWriter::open(table, config, subtask)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::connector::MetadataColumn;
+
+    fn table(connector: &str, options: &[(&str, &str)], primary_key: &[&str]) -> TableDef {
+        let mut all: Vec<(String, String)> = vec![
+            ("connector".into(), connector.into()),
+            ("topic".into(), "t".into()),
+            (
+                "properties.bootstrap.servers".into(),
+                "localhost:9092".into(),
+            ),
+        ];
+        all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        TableDef {
+            name: "k".into(),
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new("n", DataType::Int64, true),
+                Field::new(
+                    "ts",
+                    DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+                    true,
+                ),
+            ])),
+            options: all.into_iter().collect(),
+            primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+            metadata: Vec::new(),
+        }
+    }
+
+    fn refusal(table: &TableDef, upsert: bool) -> String {
+        match Config::parse(table, upsert) {
+            Ok(_) => panic!("accepted: {:?}", table.options),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn upsert_kafka_keys_by_the_primary_key_and_names_both_formats() {
+        let formats = [("key.format", "json"), ("value.format", "json")];
+        let config = Config::parse(&table("upsert-kafka", &formats, &["id"]), true)
+            .expect("an upsert table");
+        let (_, key_fields) = config.key.expect("a key");
+        assert_eq!(key_fields, ["id"]);
+        assert!(config.upsert);
+        assert!(
+            refusal(&table("upsert-kafka", &formats, &[]), true).contains("PRIMARY KEY"),
+            "no primary key"
+        );
+        assert!(
+            refusal(
+                &table("upsert-kafka", &[("value.format", "json")], &["id"]),
+                true
+            )
+            .contains("'key.format' and 'value.format'")
+        );
+        let with_fields = [
+            ("key.format", "json"),
+            ("value.format", "json"),
+            ("key.fields", "n"),
+        ];
+        assert!(
+            refusal(&table("upsert-kafka", &with_fields, &["id"]), true)
+                .contains("unknown option 'key.fields'")
+        );
+    }
+
+    #[test]
+    fn metadata_keys_and_types_are_checked() {
+        let mut t = table("kafka", &[("format", "json")], &[]);
+        let column = |column: &str, key: &str| MetadataColumn {
+            column: column.into(),
+            key: key.into(),
+            is_virtual: true,
+        };
+        t.metadata = vec![column("n", "offset"), column("ts", "timestamp")];
+        let config = Config::parse(&t, false).expect("offset and timestamp");
+        assert_eq!(config.metadata.len(), 2);
+        t.metadata = vec![column("n", "headers")];
+        assert!(refusal(&t, false).contains("unknown metadata key 'headers'"));
+        t.metadata = vec![column("n", "timestamp")];
+        assert!(refusal(&t, false).contains("does not fit Int64"));
+        t.metadata = vec![column("ts", "offset")];
+        assert!(refusal(&t, false).contains("metadata 'offset' is Int64"));
+        t.metadata = vec![column("id", "partition")];
+        t.options.insert("key.fields".into(), "id".into());
+        assert!(refusal(&t, false).contains("key field 'id' is a METADATA column"));
+    }
 }

@@ -93,6 +93,8 @@ impl KafkaWriter {
                 ("enable.idempotence", idempotent),
                 ("acks", acks),
                 ("linger.ms", "5"),
+                // Keys go to the partition Java clients (and so Flink) choose for them.
+                ("partitioner", "murmur2_random"),
             ])
             .create_with_context(deliveries.clone())
             .map_err(|e| config.error(format!("cannot create a Kafka producer: {e}")))?;
@@ -187,6 +189,46 @@ impl KafkaWriter {
         encode(format, &projected).map_err(|e| self.config.error(format!("cannot encode: {e}")))
     }
 
+    /// The data columns of `batch`, and for an upsert sink which rows are deletes. A changelog
+    /// batch (an `op` column first) written as upserts leaves out the rows before an update: the
+    /// row after replaces it under the same key.
+    #[allow(clippy::type_complexity)]
+    fn changes(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<arrow::array::ArrayRef>, Option<Vec<bool>>), ConnectorError> {
+        let is_changelog = batch.num_columns() == self.schema.fields().len() + 1
+            && batch.schema().field(0).name() == crate::runtime::changelog::OP_FIELD;
+        if !is_changelog {
+            return Ok((batch.columns().to_vec(), None));
+        }
+        let ops = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .ok_or_else(|| {
+                self.config
+                    .error("a changelog batch's op column is not text")
+            })?;
+        if !self.config.upsert {
+            return Err(self.config.error(
+                "a kafka table takes appended rows only: write an updating result to an \
+                 'upsert-kafka' table",
+            ));
+        }
+        let keep: arrow::array::BooleanArray =
+            ops.iter().map(|op| Some(op != Some("-U"))).collect();
+        let kept = arrow::compute::filter_record_batch(batch, &keep)
+            .map_err(|e| self.config.error(e.to_string()))?;
+        let deletes = kept
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .map(|ops| ops.iter().map(|op| op == Some("-D")).collect())
+            .unwrap_or_default();
+        Ok((kept.columns()[1..].to_vec(), Some(deletes)))
+    }
+
     /// Fails with the first delivery error librdkafka reported.
     fn check_deliveries(&self) -> Result<(), ConnectorError> {
         let failed = self.deliveries.failed.lock().ok().and_then(|f| f.clone());
@@ -217,12 +259,12 @@ impl SinkWriter for KafkaWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let (columns, deletes) = self.changes(batch)?;
         // Encoded with the declared names (the json keys), whatever the job's.
-        let batch =
-            RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(|e| {
-                self.config
-                    .error(format!("a batch does not fit the table's columns: {e}"))
-            })?;
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
+            self.config
+                .error(format!("a batch does not fit the table's columns: {e}"))
+        })?;
         let values = self.encode_columns(&self.config.value, &batch, &self.value_columns)?;
         let keys = match &self.config.key {
             Some((format, _)) => Some(self.encode_columns(format, &batch, &self.key_columns)?),
@@ -242,7 +284,9 @@ impl SinkWriter for KafkaWriter {
             {
                 record = record.timestamp(millis);
             }
-            if let Some(value) = values.payload(row) {
+            // A delete is the key with no value: a tombstone, which compaction honours.
+            let deleted = deletes.as_ref().is_some_and(|d| d[row]);
+            if let Some(value) = values.payload(row).filter(|_| !deleted) {
                 record = record.payload(value);
             }
             if let Some(key) = keys.as_ref().and_then(|k| k.payload(row)) {
