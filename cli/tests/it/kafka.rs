@@ -753,3 +753,97 @@ fn metadata_columns_read_and_write_what_the_message_carries() {
         "{no_metadata}"
     );
 }
+
+/// A consumer slower than the broker is held back rather than buffering the topic: a job
+/// reading 1 GiB of 64 KiB messages through a Wasm function keeps its peak memory well under
+/// the topic's size (librdkafka fetches ahead a bounded amount, a poll stops at 16 MiB, and
+/// the channels between operators hold a few batches each).
+#[test]
+fn a_slow_consumer_does_not_buffer_the_topic() {
+    use std::process::{Command, Stdio};
+
+    const MESSAGE_BYTES: usize = 64 << 10;
+    const MESSAGES: usize = 16 << 10;
+    let topic = create_topic("large", 1);
+    let dir = fresh_dir("kafka-slow-consumer");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    let payload: String = (0..MESSAGE_BYTES)
+        .map(|i| if i % 64 == 0 { 'c' } else { 'a' })
+        .collect();
+    for _ in 0..MESSAGES {
+        let mut record = BaseRecord::<(), str>::to(&topic).payload(payload.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let currency = built("currency");
+    let job = script(
+        "kafka-slow-consumer.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n\
+             CREATE FUNCTION count_char AS 'count_char' LANGUAGE WASM USING JAR '{currency}';\n{}\
+             CREATE TABLE counted (cs BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO counted SELECT count_char(line, 'c') FROM large;\n",
+            kafka_table(
+                "large",
+                "line STRING",
+                &topic,
+                ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+            )
+            .replace("'format' = 'json'", "'format' = 'raw'"),
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", &job, "-p", "1"])
+        .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    // The high-water mark of resident memory, read until the process exits.
+    let status = std::path::PathBuf::from(format!("/proc/{}/status", child.id()));
+    let mut peak_kib = 0u64;
+    let exit = loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    assert!(exit.success(), "{stderr}");
+    let _ = dir;
+    assert!(
+        stderr.contains(&format!("inserted {MESSAGES} row(s)")),
+        "{stderr}"
+    );
+    let topic_mib = (MESSAGE_BYTES * MESSAGES) >> 20;
+    let peak_mib = peak_kib >> 10;
+    eprintln!("slow consumer: peak RSS {peak_mib} MiB reading a {topic_mib} MiB topic");
+    assert!(
+        peak_mib < 512,
+        "peak RSS {peak_mib} MiB reading a {topic_mib} MiB topic: the topic is being buffered"
+    );
+}

@@ -23,6 +23,9 @@ use crate::connector::{ConnectorError, SourceRequest, SplitRows, Subtask, TableD
 
 /// The largest batch a reader returns, whatever the job asks.
 const MAX_BATCH_ROWS: usize = 1 << 16;
+/// A poll stops taking messages once their payloads reach this much: rows are counted by the
+/// batch size, but large messages must not make a batch (and every copy of it downstream) huge.
+const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// Where a returned column comes from.
 #[derive(Debug, Clone, Copy)]
@@ -539,7 +542,10 @@ impl crate::connector::SourceReader for KafkaReader {
             meta.clear();
         }
         let deadline = Instant::now() + self.config.poll_timeout;
-        while self.polled.len() < self.batch_size && !self.all_done() {
+        while self.polled.len() < self.batch_size
+            && self.polled.bytes.len() < MAX_BATCH_BYTES
+            && !self.all_done()
+        {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let polled = self.consumer.poll(remaining);
             match polled {
