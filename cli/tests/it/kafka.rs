@@ -847,3 +847,70 @@ fn a_slow_consumer_does_not_buffer_the_topic() {
         "peak RSS {peak_mib} MiB reading a {topic_mib} MiB topic: the topic is being buffered"
     );
 }
+
+/// After each checkpoint completes (the final one included) the source commits its offsets to
+/// the consumer group named in `'properties.group.id'`, as Flink does, for monitoring.
+#[test]
+fn completed_checkpoints_commit_offsets_to_the_consumer_group() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let topic = create_topic("commits", 2);
+    let dir = fresh_dir("kafka-commits");
+    let messages: Vec<String> = (0..50).map(|i| format!(r#"{{"n": {i}}}"#)).collect();
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    produce(&topic, 0, &messages[..30]);
+    produce(&topic, 1, &messages[30..]);
+    let group = format!("{topic}-group");
+    let job = script(
+        "kafka-commits.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'execution.checkpointing.interval' = '100 ms';\n{}\
+             CREATE TABLE out (n BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', \
+               'format' = 'csv');\n\
+             INSERT INTO out SELECT n FROM numbers;\n",
+            kafka_table(
+                "numbers",
+                "n BIGINT",
+                &topic,
+                &format!(
+                    ", 'properties.group.id' = '{group}', 'scan.startup.mode' = 'earliest-offset', \
+                     'scan.bounded.mode' = 'latest-offset'"
+                )
+            ),
+            dir.join("out").display()
+        ),
+    );
+    let out = weir(&[
+        "run",
+        &job,
+        "-p",
+        "2",
+        "--state-dir",
+        &dir.join("state").display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(committed_rows(&dir.join("out")).len(), 50);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&topic, 0);
+    list.add_partition(&topic, 1);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offsets: Vec<(i32, Offset)> = committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect();
+    assert_eq!(offsets, [(0, Offset::Offset(30)), (1, Offset::Offset(20))]);
+}

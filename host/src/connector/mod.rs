@@ -103,6 +103,11 @@ pub trait SourceReader: Send {
             message: "this source cannot resume from a checkpoint".into(),
         })
     }
+    /// A checkpoint holding `position` (what [`SourceReader::position`] said at its barrier)
+    /// has completed; `last`: the job's final one, after which the reader is dropped. A reader
+    /// may tell the outside world (Kafka commits the offsets to the consumer group, for
+    /// monitoring only: a restore reads the checkpoint). Failures are the reader's to log.
+    fn checkpoint_completed(&mut self, _position: &serde_json::Value, _last: bool) {}
     /// Moves a freshly opened reader to where a checkpoint left off: `positions` are every
     /// subtask's of the restored checkpoint, by subtask (`None`: that subtask had not started
     /// reading), so that a rescaled job still reads each row exactly once.

@@ -593,6 +593,10 @@ async fn run_source(
         .checkpointing
         .as_ref()
         .map_or(0, |c| c.triggers.borrow().id);
+    // Positions taken at barriers, until their checkpoints complete (the reader hears of each).
+    let mut completions = task.checkpointing.as_ref().map(|c| c.completed.clone());
+    let mut at_barriers: std::collections::VecDeque<(u64, serde_json::Value)> =
+        std::collections::VecDeque::new();
     let idle_timeout = watermarks.as_ref().and_then(SourceWatermarks::idle_timeout);
     let mut idle = false;
     // A reader that waits with a timeout (kafka) returns an empty batch when nothing came:
@@ -605,9 +609,11 @@ async fn run_source(
             let id = barrier.id;
             if id > last_barrier {
                 last_barrier = id;
+                let position = reader.position().map_err(&connector_error)?;
+                at_barriers.push_back((id, position.clone()));
                 let snapshot = SubtaskSnapshot {
                     subtask: checkpointing.task.1,
-                    source: Some(reader.position().map_err(&connector_error)?),
+                    source: Some(position),
                     watermark: watermarks.as_ref().and_then(SourceWatermarks::checkpointed),
                     ..SubtaskSnapshot::default()
                 };
@@ -617,8 +623,12 @@ async fn run_source(
                 checkpointing.ack(id, snapshot, AckFigures::default());
             }
         }
+        let confirmed = newly_completed(&mut completions, &mut at_barriers);
         let mut router = task.router.clone();
         let mut handle = tokio::task::spawn_blocking(move || {
+            if let Some(position) = confirmed {
+                reader.checkpoint_completed(&position, false);
+            }
             let started = Instant::now();
             let result = reader.next_batch().map(|batch| {
                 batch.map(|batch| {
@@ -720,16 +730,45 @@ async fn run_source(
                 // The end of input is the end of time: downstream treats it as such.
                 task.router.end().await;
                 if let Some(checkpointing) = &task.checkpointing {
+                    let position = reader.position().ok();
                     checkpointing.finished(SubtaskSnapshot {
                         subtask: checkpointing.task.1,
-                        source: reader.position().ok(),
+                        source: position.clone(),
                         ..SubtaskSnapshot::default()
                     });
+                    // The final checkpoint, numbered after the last barrier, holds the end.
+                    let mut completed = checkpointing.completed.clone();
+                    let done = completed.wait_for(|c| c.id > last_barrier).await.is_ok();
+                    if let Some(position) = position.filter(|_| done) {
+                        tokio::task::spawn_blocking(move || {
+                            reader.checkpoint_completed(&position, true);
+                        })
+                        .await
+                        .map_err(join_error)?;
+                    }
                 }
                 return Ok(());
             }
         }
     }
+}
+
+/// The position of the latest checkpoint completed since the last call, if any (the positions
+/// of earlier ones are dropped: the latest covers them).
+fn newly_completed(
+    completions: &mut Option<tokio::sync::watch::Receiver<checkpoint_channels::Completed>>,
+    at_barriers: &mut std::collections::VecDeque<(u64, serde_json::Value)>,
+) -> Option<serde_json::Value> {
+    let receiver = completions.as_mut()?;
+    if !receiver.has_changed().unwrap_or(false) {
+        return None;
+    }
+    let id = receiver.borrow_and_update().id;
+    let mut latest = None;
+    while at_barriers.front().is_some_and(|(at, _)| *at <= id) {
+        latest = at_barriers.pop_front().map(|(_, position)| position);
+    }
+    latest
 }
 
 /// What an operator subtask is asked to do next.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -633,6 +633,42 @@ impl crate::connector::SourceReader for KafkaReader {
                 );
         }
         Ok(serde_json::json!({ "kafka": topics }))
+    }
+
+    /// Commits the checkpoint's offsets to the consumer group (`'properties.group.id'`), as
+    /// Flink does: for monitoring lag, and for a new job started with `group-offsets`.
+    fn checkpoint_completed(&mut self, position: &serde_json::Value, last: bool) {
+        if self.config.group_id.is_none() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        let topics = position.get("kafka").and_then(|k| k.as_object());
+        for (topic, partitions) in topics.into_iter().flatten() {
+            for (partition, offsets) in partitions.as_object().into_iter().flatten() {
+                let (Ok(partition), Some(next)) = (
+                    partition.parse::<i32>(),
+                    offsets.get("next").and_then(serde_json::Value::as_i64),
+                ) else {
+                    continue;
+                };
+                let _ = list.add_partition_offset(topic, partition, Offset::Offset(next));
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        // The last commit waits: the consumer is closed right after.
+        let mode = if last {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        if let Err(e) = self.consumer.commit(&list, mode) {
+            tracing::warn!(
+                "table '{}': cannot commit offsets to the consumer group: {e}",
+                self.config.table
+            );
+        }
     }
 
     fn restore(&mut self, positions: &[Option<serde_json::Value>]) -> Result<(), ConnectorError> {
