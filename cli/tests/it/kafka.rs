@@ -914,3 +914,82 @@ fn completed_checkpoints_commit_offsets_to_the_consumer_group() {
         .collect();
     assert_eq!(offsets, [(0, Offset::Offset(30)), (1, Offset::Offset(20))]);
 }
+
+/// `'value.fields-include' = 'EXCEPT_KEY'`: the key columns live in the message key only; a
+/// table so declared writes and reads them there. A message without a key cannot make a row
+/// and is named.
+#[test]
+fn key_columns_round_trip_through_the_message_key() {
+    let dir = fresh_dir("kafka-except-key");
+    let topic = create_topic("except-key", 2);
+    std::fs::create_dir_all(dir.join("input")).expect("input dir");
+    std::fs::write(dir.join("input/rows.csv"), "1,a,10\n2,b,20\n3,c,30\n").expect("input");
+    let table = |name: &str| {
+        kafka_table(
+            name,
+            "id BIGINT, tag STRING, amount BIGINT",
+            &topic,
+            ", 'key.format' = 'json', 'key.fields' = 'tag;id', \
+             'value.fields-include' = 'EXCEPT_KEY', 'scan.startup.mode' = 'earliest-offset', \
+             'scan.bounded.mode' = 'latest-offset'",
+        )
+    };
+    let write = script(
+        "except-key-write.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n\
+             CREATE TABLE rows_in (id BIGINT, tag STRING, amount BIGINT) WITH ( \
+               'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n{}\
+             INSERT INTO keyed SELECT * FROM rows_in;\n",
+            dir.join("input").display(),
+            table("keyed"),
+        ),
+    );
+    run(&write, 1);
+    let mut values: Vec<(Option<String>, Option<String>)> = read_topic(&topic);
+    values.sort();
+    assert_eq!(
+        values,
+        [
+            (
+                Some(r#"{"tag":"a","id":1}"#.into()),
+                Some(r#"{"amount":10}"#.into())
+            ),
+            (
+                Some(r#"{"tag":"b","id":2}"#.into()),
+                Some(r#"{"amount":20}"#.into())
+            ),
+            (
+                Some(r#"{"tag":"c","id":3}"#.into()),
+                Some(r#"{"amount":30}"#.into())
+            ),
+        ]
+    );
+    let read = |name: &str| {
+        script(
+            name,
+            &format!(
+                "SET 'execution.runtime-mode' = 'batch';\n{}\
+                 CREATE TABLE copied (amount BIGINT, id BIGINT, tag STRING) WITH ( \
+                   'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+                 INSERT INTO copied SELECT amount, id, tag FROM keyed;\n",
+                table("keyed"),
+                dir.join(name).display(),
+            ),
+        )
+    };
+    run(&read("read.sql"), 2);
+    assert_eq!(
+        committed_rows(&dir.join("read.sql")),
+        ["10,1,a", "20,2,b", "30,3,c"]
+    );
+    // A message with no key: its key columns cannot be read.
+    produce(&topic, 1, &[r#"{"amount": 40}"#]);
+    let out = weir(&["run", &read("keyless.sql")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("partition 1") && stderr.contains("the message has no key"),
+        "{stderr}"
+    );
+}

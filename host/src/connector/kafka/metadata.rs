@@ -132,6 +132,15 @@ impl Polled {
         }));
     }
 
+    /// The key of message `index` of the poll.
+    pub fn key(&self, index: usize) -> Option<&[u8]> {
+        self.keys
+            .get(index)
+            .copied()
+            .flatten()
+            .map(|(start, end)| &self.key_bytes[start..end])
+    }
+
     pub fn clear(&mut self) {
         self.timestamps.clear();
         self.kinds.clear();

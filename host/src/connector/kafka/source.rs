@@ -32,6 +32,8 @@ const MAX_BATCH_BYTES: usize = 16 << 20;
 enum Output {
     /// A column of the decoded payload (an index into the decoder's columns).
     Payload(usize),
+    /// A column of the decoded key (an index into the key decoder's columns).
+    Key(usize),
     Meta(MetaKey),
 }
 
@@ -61,6 +63,9 @@ pub(super) struct KafkaReader {
     polled: Polled,
     /// What polled messages carry besides their payload, kept when metadata columns are read.
     message_meta: Option<metadata::Polled>,
+    /// `EXCEPT_KEY`: decodes the key columns read from the message keys (into `keys`).
+    key_decoder: Option<ValueDecoder>,
+    keys: Polled,
     /// The columns the reader returns, and where each comes from.
     projected: SchemaRef,
     outputs: Vec<Output>,
@@ -109,59 +114,57 @@ impl KafkaReader {
                 .project(&projection)
                 .map_err(|e| ConnectorError::option(table, e.to_string()))?,
         );
-        if config.value_except_key {
-            return Err(ConnectorError::option(
-                table,
-                "reading a table whose key columns are only in the message key \
-                 ('value.fields-include' = 'EXCEPT_KEY') is not supported yet",
-            ));
-        }
         let batch_size = request.batch_size.clamp(1, MAX_BATCH_ROWS);
-        // The payload decodes into the columns that are not metadata, as a table of its own.
+        // `'value.fields-include' = 'EXCEPT_KEY'`: the key columns are decoded from the key.
+        let key_columns: Vec<usize> = match (&config.key, config.value_except_key) {
+            (Some((_, fields)), true) => fields
+                .iter()
+                .filter_map(|f| table.schema.index_of(f).ok())
+                .collect(),
+            _ => Vec::new(),
+        };
+        // The payload decodes into the other columns that are not metadata.
         let is_meta = |column: usize| config.metadata.iter().find(|m| m.column == column);
         let payload_columns: Vec<usize> = (0..table.schema.fields().len())
-            .filter(|&c| is_meta(c).is_none())
+            .filter(|&c| is_meta(c).is_none() && !key_columns.contains(&c))
             .collect();
-        let payload_table = TableDef {
-            schema: std::sync::Arc::new(
-                table
-                    .schema
-                    .project(&payload_columns)
-                    .map_err(|e| ConnectorError::option(table, e.to_string()))?,
-            ),
-            metadata: Vec::new(),
-            ..table.clone()
-        };
         let mut outputs = Vec::with_capacity(projection.len());
         let mut payload_projection = Vec::new();
+        let mut key_projection = Vec::new();
         for &column in &projection {
-            match is_meta(column) {
-                Some(meta) => outputs.push(Output::Meta(meta.key)),
-                None => {
-                    outputs.push(Output::Payload(payload_projection.len()));
-                    payload_projection.push(
-                        payload_columns
-                            .iter()
-                            .position(|&c| c == column)
-                            .unwrap_or(0),
-                    );
-                }
+            if let Some(meta) = is_meta(column) {
+                outputs.push(Output::Meta(meta.key));
+            } else if let Some(at) = key_columns.iter().position(|&c| c == column) {
+                outputs.push(Output::Key(key_projection.len()));
+                key_projection.push(at);
+            } else {
+                outputs.push(Output::Payload(payload_projection.len()));
+                payload_projection.push(
+                    payload_columns
+                        .iter()
+                        .position(|&c| c == column)
+                        .unwrap_or(0),
+                );
             }
         }
-        let payload_schema: SchemaRef = std::sync::Arc::new(
-            payload_table
-                .schema
-                .project(&payload_projection)
-                .map_err(|e| ConnectorError::option(table, e.to_string()))?,
-        );
-        let decoder = ValueDecoder::new(
-            &payload_table,
-            &config.value,
+        let decoder = part_decoder(
+            table,
+            &payload_columns,
             &payload_projection,
-            payload_schema,
+            &config.value,
             batch_size,
         )?;
-        let reads_metadata = outputs.iter().any(|o| matches!(o, Output::Meta(_)));
+        let key_decoder = match &config.key {
+            Some((format, _)) if !key_projection.is_empty() => Some(part_decoder(
+                table,
+                &key_columns,
+                &key_projection,
+                format,
+                batch_size,
+            )?),
+            _ => None,
+        };
+        let reads_metadata = outputs.iter().any(|o| !matches!(o, Output::Payload(_)));
         let group = config
             .group_id
             .clone()
@@ -188,6 +191,8 @@ impl KafkaReader {
             batch_size,
             polled: Polled::default(),
             message_meta: reads_metadata.then(metadata::Polled::default),
+            key_decoder,
+            keys: Polled::default(),
             projected,
             outputs,
             split_rows: SplitRows::default(),
@@ -728,16 +733,13 @@ impl crate::connector::SourceReader for KafkaReader {
 }
 
 impl KafkaReader {
-    /// The returned columns in order: the decoded payload's and the metadata of the messages
-    /// `kept` (those that became rows).
+    /// The returned columns in order: the decoded payload's, and the decoded keys and metadata
+    /// of the messages `kept` (those that became rows).
     fn with_metadata(
-        &self,
+        &mut self,
         payload: &RecordBatch,
         kept: &[usize],
     ) -> Result<RecordBatch, ConnectorError> {
-        let Some(meta) = &self.message_meta else {
-            return Ok(payload.clone());
-        };
         if payload.num_rows() != kept.len() {
             return Err(self.config.error(format!(
                 "{} messages decoded into {} rows",
@@ -745,10 +747,18 @@ impl KafkaReader {
                 payload.num_rows()
             )));
         }
+        let keys = self.decode_keys(kept)?;
+        let Some(meta) = &self.message_meta else {
+            return Ok(payload.clone());
+        };
         let mut columns = Vec::with_capacity(self.outputs.len());
         for (output, field) in self.outputs.iter().zip(self.projected.fields()) {
             columns.push(match *output {
                 Output::Payload(index) => payload.column(index).clone(),
+                Output::Key(index) => match &keys {
+                    Some(keys) => keys.column(index).clone(),
+                    None => return Err(self.config.error("no key decoder")),
+                },
                 Output::Meta(key) => meta
                     .column(
                         key,
@@ -764,6 +774,41 @@ impl KafkaReader {
             arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(kept.len()));
         RecordBatch::try_new_with_options(self.projected.clone(), columns, &options)
             .map_err(|e| self.config.error(e.to_string()))
+    }
+
+    /// The key columns of the messages `kept`; a key that does not decode (or is missing)
+    /// fails the job, naming the message: its row cannot be built.
+    fn decode_keys(&mut self, kept: &[usize]) -> Result<Option<RecordBatch>, ConnectorError> {
+        let (Some(decoder), Some(meta)) = (self.key_decoder.as_mut(), self.message_meta.as_ref())
+        else {
+            return Ok(None);
+        };
+        self.keys.clear();
+        let mut missing = None;
+        for &index in kept {
+            let key = meta.key(index);
+            if key.is_none() {
+                missing = Some(index);
+                break;
+            }
+            self.keys.push(
+                key,
+                self.polled.origins[index],
+                self.polled.splits[index] as usize,
+            );
+        }
+        let failed = match missing {
+            Some(index) => Some((index, "the message has no key".to_string())),
+            None => match decoder.decode(&self.keys, false) {
+                Ok((batch, _)) => return Ok(Some(batch)),
+                Err(bad) => Some((
+                    kept.get(bad.index).copied().unwrap_or(0),
+                    format!("its key: {}", bad.reason),
+                )),
+            },
+        };
+        let (index, reason) = failed.unwrap_or_default();
+        Err(self.bad_message(&reason, index))
     }
 
     fn bad_message(&self, reason: &str, index: usize) -> ConnectorError {
@@ -783,6 +828,33 @@ impl KafkaReader {
             ),
         }
     }
+}
+
+/// A decoder for part of the table's columns (`columns`, as a table of their own: the payload's
+/// or the key's), returning `projection` of them (indexes into `columns`).
+fn part_decoder(
+    table: &TableDef,
+    columns: &[usize],
+    projection: &[usize],
+    format: &super::format::Format,
+    batch_size: usize,
+) -> Result<ValueDecoder, ConnectorError> {
+    let part = TableDef {
+        schema: std::sync::Arc::new(
+            table
+                .schema
+                .project(columns)
+                .map_err(|e| ConnectorError::option(table, e.to_string()))?,
+        ),
+        metadata: Vec::new(),
+        ..table.clone()
+    };
+    let projected: SchemaRef = std::sync::Arc::new(
+        part.schema
+            .project(projection)
+            .map_err(|e| ConnectorError::option(table, e.to_string()))?,
+    );
+    ValueDecoder::new(&part, format, projection, projected, batch_size)
 }
 
 #[cfg(test)]
