@@ -993,3 +993,85 @@ fn key_columns_round_trip_through_the_message_key() {
         "{stderr}"
     );
 }
+
+/// `'topic-pattern'` reads every topic whose whole name matches, and partition discovery finds
+/// a matching topic created while the job runs (read from its start).
+#[test]
+fn a_topic_pattern_reads_matching_topics_and_finds_new_ones() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    let first = create_topic("pattern-a", 1);
+    let prefix = first.trim_end_matches(|c: char| c.is_ascii_digit());
+    let unrelated = create_topic("unrelated", 1);
+    produce(&first, 0, &[r#"{"n": 1}"#, r#"{"n": 2}"#]);
+    produce(&unrelated, 0, &[r#"{"n": 100}"#]);
+    let dir = fresh_dir("kafka-pattern");
+    // The test's own topics only: `pattern-a-<time>` now, `pattern-b-<time>` later.
+    let stamp = &first[prefix.len()..];
+    let pattern = format!("pattern-[ab]-{stamp}");
+    let job = script(
+        "kafka-pattern.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'execution.checkpointing.interval' = '200 ms';\n\
+             CREATE TABLE numbers (n BIGINT, t STRING METADATA FROM 'topic' VIRTUAL) \
+             WITH ('connector' = 'kafka', 'topic-pattern' = '{pattern}', \
+               'properties.bootstrap.servers' = '{}', 'format' = 'json', \
+               'scan.startup.mode' = 'earliest-offset', \
+               'scan.topic-partition-discovery.interval' = '300 ms');\n\
+             CREATE TABLE out (n BIGINT, t STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO out SELECT n, t FROM numbers;\n",
+            bootstrap(),
+            dir.join("out").display()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", &job, "-p", "1", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("WEIR_CACHE_DIR", scratch().join("cache"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weir");
+    let wait_for = |count: usize| {
+        let started = Instant::now();
+        let mut rows = Vec::new();
+        while started.elapsed() < Duration::from_secs(60) && rows.len() < count {
+            std::thread::sleep(Duration::from_millis(100));
+            rows = committed_rows(&dir.join("out"));
+        }
+        rows
+    };
+    let before = wait_for(2);
+    // A matching topic made while the job runs.
+    let second = format!("pattern-b-{stamp}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(&second, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))
+        .expect("create topic");
+    produce(&second, 0, &[r#"{"n": 3}"#]);
+    let after = wait_for(3);
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert_eq!(before, [format!("1,{first}"), format!("2,{first}")]);
+    assert_eq!(
+        after,
+        [
+            format!("1,{first}"),
+            format!("2,{first}"),
+            format!("3,{second}")
+        ]
+    );
+}

@@ -28,6 +28,7 @@ use format::Format;
 
 const KNOWN_OPTIONS: &[&str] = &[
     "topic",
+    "topic-pattern",
     "format",
     "value.format",
     "key.format",
@@ -99,7 +100,11 @@ enum Delivery {
 #[derive(Debug, Clone)]
 struct Config {
     table: String,
+    /// The topics read (or written): those named, or those found so far that match
+    /// `topic_pattern`.
     topics: Vec<String>,
+    /// `'topic-pattern'`: every topic whose whole name matches, found again at each discovery.
+    topic_pattern: Option<regex::Regex>,
     /// `properties.*` as librdkafka settings (bootstrap.servers among them).
     properties: BTreeMap<String, String>,
     group_id: Option<String>,
@@ -164,8 +169,20 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        if topics.is_empty() {
-            return Err(option("missing option 'topic'".into()));
+        // As Java's `Pattern.matches`: the whole name.
+        let topic_pattern = match options.get("topic-pattern") {
+            None => None,
+            Some(_) if !topics.is_empty() => {
+                return Err(option("give 'topic' or 'topic-pattern', not both".into()));
+            }
+            Some(pattern) => Some(regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                option(format!(
+                    "option 'topic-pattern' is not a regular expression: {e}"
+                ))
+            })?),
+        };
+        if topics.is_empty() && topic_pattern.is_none() {
+            return Err(option("missing option 'topic' (or 'topic-pattern')".into()));
         }
         let properties: BTreeMap<String, String> = options
             .iter()
@@ -319,6 +336,7 @@ impl Config {
             metadata,
             table: table.name.clone(),
             topics,
+            topic_pattern,
             properties,
             group_id,
             value,

@@ -70,6 +70,12 @@ impl KafkaWriter {
         config: Config,
         _subtask: Subtask,
     ) -> Result<Self, ConnectorError> {
+        if config.topic_pattern.is_some() {
+            return Err(ConnectorError::option(
+                table,
+                "a kafka sink writes to one topic: give it in 'topic', not 'topic-pattern'",
+            ));
+        }
         let [topic] = config.topics.as_slice() else {
             return Err(ConnectorError::option(
                 table,

@@ -216,37 +216,31 @@ impl KafkaReader {
         Ok(reader)
     }
 
-    /// Every partition of every topic, retried with back-off while no broker answers (up to
-    /// `'connect.timeout'`). A topic that does not exist is an error at once.
+    /// Every partition of every topic (with `'topic-pattern'`, of every topic that matches:
+    /// new ones join the reader's topics). A topic named that does not exist is an error at
+    /// once.
     fn partitions(&mut self) -> Result<Vec<(usize, i32)>, ConnectorError> {
-        let started = Instant::now();
-        let mut backoff = Duration::from_millis(100);
         let mut partitions = Vec::new();
-        for (index, topic) in self.config.topics.iter().enumerate() {
-            let metadata = loop {
-                let attempt = self
-                    .consumer
-                    .fetch_metadata(Some(topic), Duration::from_secs(5));
-                match attempt {
-                    Ok(metadata) => break metadata,
-                    Err(e) if started.elapsed() < self.config.connect_timeout => {
-                        tracing::warn!(
-                            "table '{}': Kafka at {} does not answer ({e}); retrying in {backoff:?}",
-                            self.config.table,
-                            self.config.bootstrap()
-                        );
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        return Err(self.config.error(format!(
-                            "cannot reach Kafka at {} within {:?} ('connect.timeout'): {e}",
-                            self.config.bootstrap(),
-                            self.config.connect_timeout
-                        )));
-                    }
+        if let Some(pattern) = self.config.topic_pattern.clone() {
+            let metadata = self.metadata(None)?;
+            for found in metadata.topics() {
+                if !pattern.is_match(found.name()) || found.error().is_some() {
+                    continue;
                 }
-            };
+                let index = match self.config.topics.iter().position(|t| t == found.name()) {
+                    Some(index) => index,
+                    None => {
+                        self.config.topics.push(found.name().to_string());
+                        self.config.topics.len() - 1
+                    }
+                };
+                partitions.extend(found.partitions().iter().map(|p| (index, p.id())));
+            }
+            partitions.sort_unstable();
+            return Ok(partitions);
+        }
+        for (index, topic) in self.config.topics.iter().enumerate() {
+            let metadata = self.metadata(Some(topic))?;
             let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
                 return Err(self.missing_topic(topic));
             };
@@ -257,6 +251,34 @@ impl KafkaReader {
         }
         partitions.sort_unstable();
         Ok(partitions)
+    }
+
+    /// The cluster's metadata (of one topic, or all), retried with back-off while no broker
+    /// answers, up to `'connect.timeout'`.
+    fn metadata(&self, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata, ConnectorError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.consumer.fetch_metadata(topic, Duration::from_secs(5)) {
+                Ok(metadata) => return Ok(metadata),
+                Err(e) if started.elapsed() < self.config.connect_timeout => {
+                    tracing::warn!(
+                        "table '{}': Kafka at {} does not answer ({e}); retrying in {backoff:?}",
+                        self.config.table,
+                        self.config.bootstrap()
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Err(self.config.error(format!(
+                        "cannot reach Kafka at {} within {:?} ('connect.timeout'): {e}",
+                        self.config.bootstrap(),
+                        self.config.connect_timeout
+                    )));
+                }
+            }
+        }
     }
 
     fn missing_topic(&self, topic: &str) -> ConnectorError {
@@ -717,8 +739,9 @@ impl crate::connector::SourceReader for KafkaReader {
                     split.to_end = to_end;
                     split.done = stop.is_some_and(|stop| next >= stop);
                 }
-                // A partition the checkpointed job did not know: created since, so all of it.
-                None if saved.keys().any(|(t, _)| *t == topic) => {
+                // A partition (or a topic matching the pattern) the checkpointed job did not
+                // know: created since, so all of it.
+                None if !saved.is_empty() => {
                     let earliest =
                         self.starting_splits(&[(self.splits[index].topic, partition)], true)?;
                     if let Some(split) = earliest.into_iter().next() {
