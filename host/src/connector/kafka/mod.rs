@@ -308,11 +308,17 @@ impl Config {
         let delivery = match options.get("sink.delivery-guarantee").map(String::as_str) {
             None | Some("at-least-once") => Delivery::AtLeastOnce,
             Some("none") => Delivery::None,
+            // A transaction pre-committed at a checkpoint must be committed after a restart
+            // if the checkpoint completed; librdkafka cannot resume another producer's
+            // transaction (Flink's KafkaSink reaches into the Java producer to do it), and a new
+            // producer with the same transactional id aborts it. Refusing is honest.
             Some("exactly-once") => {
                 return Err(option(
-                    "'sink.delivery-guarantee' = 'exactly-once' needs Kafka transactions, which \
-                     this sink does not use yet: write with 'at-least-once', or to an \
-                     'upsert-kafka' table keyed by a primary key (replays overwrite)"
+                    "'sink.delivery-guarantee' = 'exactly-once' is refused: a Kafka \
+                     transaction prepared at a checkpoint cannot be resumed and committed after a \
+                     restart with librdkafka, so a failure at the wrong moment would lose it. \
+                     For an exactly-once result write to an 'upsert-kafka' table keyed by a \
+                     primary key (a replay overwrites), or use 'at-least-once'"
                         .into(),
                 ));
             }

@@ -201,7 +201,7 @@ impl KafkaReader {
             last_warning: None,
             config,
         };
-        let partitions = reader.partitions()?;
+        let partitions = reader.partitions(true)?;
         let mine: Vec<(usize, i32)> = partitions
             .into_iter()
             .filter(|(topic, partition)| {
@@ -219,10 +219,12 @@ impl KafkaReader {
     /// Every partition of every topic (with `'topic-pattern'`, of every topic that matches:
     /// new ones join the reader's topics). A topic named that does not exist is an error at
     /// once.
-    fn partitions(&mut self) -> Result<Vec<(usize, i32)>, ConnectorError> {
+    /// `patient`: retry while no broker answers (at open); else one attempt (at discovery,
+    /// which must not hold the reader, and so barriers, back).
+    fn partitions(&mut self, patient: bool) -> Result<Vec<(usize, i32)>, ConnectorError> {
         let mut partitions = Vec::new();
         if let Some(pattern) = self.config.topic_pattern.clone() {
-            let metadata = self.metadata(None)?;
+            let metadata = self.metadata(None, patient)?;
             for found in metadata.topics() {
                 if !pattern.is_match(found.name()) || found.error().is_some() {
                     continue;
@@ -240,7 +242,7 @@ impl KafkaReader {
             return Ok(partitions);
         }
         for (index, topic) in self.config.topics.iter().enumerate() {
-            let metadata = self.metadata(Some(topic))?;
+            let metadata = self.metadata(Some(topic), patient)?;
             let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
                 return Err(self.missing_topic(topic));
             };
@@ -255,13 +257,22 @@ impl KafkaReader {
 
     /// The cluster's metadata (of one topic, or all), retried with back-off while no broker
     /// answers, up to `'connect.timeout'`.
-    fn metadata(&self, topic: Option<&str>) -> Result<rdkafka::metadata::Metadata, ConnectorError> {
+    fn metadata(
+        &self,
+        topic: Option<&str>,
+        patient: bool,
+    ) -> Result<rdkafka::metadata::Metadata, ConnectorError> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let attempt_timeout = if patient {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_secs(1)
+        };
         loop {
-            match self.consumer.fetch_metadata(topic, Duration::from_secs(5)) {
+            match self.consumer.fetch_metadata(topic, attempt_timeout) {
                 Ok(metadata) => return Ok(metadata),
-                Err(e) if started.elapsed() < self.config.connect_timeout => {
+                Err(e) if patient && started.elapsed() < self.config.connect_timeout => {
                     tracing::warn!(
                         "table '{}': Kafka at {} does not answer ({e}); retrying in {backoff:?}",
                         self.config.table,
@@ -434,7 +445,7 @@ impl KafkaReader {
             return Ok(());
         }
         self.last_discovery = Instant::now();
-        let partitions = match self.partitions() {
+        let partitions = match self.partitions(false) {
             Ok(partitions) => partitions,
             Err(e) => {
                 tracing::warn!("{e}; partition discovery tries again later");
@@ -460,7 +471,13 @@ impl KafkaReader {
             self.config.table,
             new.len()
         );
-        let added = self.starting_splits(&new, true)?;
+        let added = match self.starting_splits(&new, true) {
+            Ok(added) => added,
+            Err(e) => {
+                tracing::warn!("{e}; partition discovery tries again later");
+                return Ok(());
+            }
+        };
         self.splits.extend(added);
         self.assign()
     }
