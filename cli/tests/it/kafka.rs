@@ -92,6 +92,9 @@ fn kafka_table(name: &str, columns: &str, topic: &str, extra: &str) -> String {
     )
 }
 
+/// A message's key and value, as text.
+type KeyAndValue = (Option<String>, Option<String>);
+
 const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, \
                            url STRING, dateTime TIMESTAMP(3), extra STRING";
 
@@ -409,7 +412,7 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
 
     // The at-least-once Kafka sink: every row of the reference, each at least as often (a
     // replay after a kill may repeat rows written since the last checkpoint).
-    let count = |messages: Vec<(Option<String>, Option<String>)>| {
+    let count = |messages: Vec<KeyAndValue>| {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
         for (_, value) in messages {
             *counts.entry(value.expect("a value")).or_default() += 1;
@@ -436,7 +439,7 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
         got_copies.values().sum::<usize>()
     );
     // The upsert-kafka sink: the last value of each key (what compaction keeps) is the same.
-    let latest = |messages: Vec<(Option<String>, Option<String>)>| {
+    let latest = |messages: Vec<KeyAndValue>| {
         let mut state = std::collections::BTreeMap::new();
         for (key, value) in messages {
             let key = key.expect("a key");
@@ -455,7 +458,7 @@ fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
 /// Every message of `topic` as (key, value) text, each partition in offset order; it reads
 /// until every partition reports its end (not by the listed end offsets, which tansu gets
 /// wrong).
-fn read_topic(topic: &str) -> Vec<(Option<String>, Option<String>)> {
+fn read_topic(topic: &str) -> Vec<KeyAndValue> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Message, Offset, TopicPartitionList};
 
@@ -480,8 +483,7 @@ fn read_topic(topic: &str) -> Vec<(Option<String>, Option<String>)> {
             .expect("partition");
     }
     consumer.assign(&list).expect("assign");
-    let mut by_partition: std::collections::BTreeMap<i32, Vec<(Option<String>, Option<String>)>> =
-        Default::default();
+    let mut by_partition: std::collections::BTreeMap<i32, Vec<KeyAndValue>> = Default::default();
     let mut ended = std::collections::BTreeSet::new();
     let started = std::time::Instant::now();
     while ended.len() < partitions.len() {
@@ -946,7 +948,7 @@ fn key_columns_round_trip_through_the_message_key() {
         ),
     );
     run(&write, 1);
-    let mut values: Vec<(Option<String>, Option<String>)> = read_topic(&topic);
+    let mut values: Vec<KeyAndValue> = read_topic(&topic);
     values.sort();
     assert_eq!(
         values,

@@ -18,6 +18,9 @@ use super::metadata::MetaKey;
 use super::{Config, Delivery};
 use crate::connector::{ConnectorError, SinkWriter, Subtask, TableDef};
 
+/// A batch's data columns, and which rows are deletes (for an upsert sink).
+type Changes = (Vec<arrow::array::ArrayRef>, Option<Vec<bool>>);
+
 /// How long a barrier waits for the broker to acknowledge what was sent.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -198,11 +201,7 @@ impl KafkaWriter {
     /// The data columns of `batch`, and for an upsert sink which rows are deletes. A changelog
     /// batch (an `op` column first) written as upserts leaves out the rows before an update: the
     /// row after replaces it under the same key.
-    #[allow(clippy::type_complexity)]
-    fn changes(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<(Vec<arrow::array::ArrayRef>, Option<Vec<bool>>), ConnectorError> {
+    fn changes(&self, batch: &RecordBatch) -> Result<Changes, ConnectorError> {
         let is_changelog = batch.num_columns() == self.schema.fields().len() + 1
             && batch.schema().field(0).name() == crate::runtime::changelog::OP_FIELD;
         if !is_changelog {
