@@ -15,6 +15,7 @@
 
 mod format;
 mod metadata;
+mod rows;
 mod sink;
 mod source;
 

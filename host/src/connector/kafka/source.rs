@@ -10,14 +10,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::format::{Polled, ValueDecoder};
-use super::metadata::{self, MetaKey};
+use super::format::Polled;
+use super::rows::{RowBuilder, Rows, RowsError};
 use super::{Bounded, Config, Startup};
 use crate::connector::{ConnectorError, SourceRequest, SplitRows, Subtask, TableDef};
 
@@ -26,16 +25,6 @@ const MAX_BATCH_ROWS: usize = 1 << 16;
 /// A poll stops taking messages once their payloads reach this much: rows are counted by the
 /// batch size, but large messages must not make a batch (and every copy of it downstream) huge.
 const MAX_BATCH_BYTES: usize = 16 << 20;
-
-/// Where a returned column comes from.
-#[derive(Debug, Clone, Copy)]
-enum Output {
-    /// A column of the decoded payload (an index into the decoder's columns).
-    Payload(usize),
-    /// A column of the decoded key (an index into the key decoder's columns).
-    Key(usize),
-    Meta(MetaKey),
-}
 
 /// One partition this subtask reads.
 #[derive(Debug, Clone)]
@@ -58,17 +47,10 @@ pub(super) struct KafkaReader {
     consumer: BaseConsumer,
     splits: Vec<Split>,
     assigned: bool,
-    decoder: ValueDecoder,
     batch_size: usize,
     polled: Polled,
-    /// What polled messages carry besides their payload, kept when metadata columns are read.
-    message_meta: Option<metadata::Polled>,
-    /// `EXCEPT_KEY`: decodes the key columns read from the message keys (into `keys`).
-    key_decoder: Option<ValueDecoder>,
-    keys: Polled,
-    /// The columns the reader returns, and where each comes from.
-    projected: SchemaRef,
-    outputs: Vec<Output>,
+    /// Makes the returned rows of each poll's messages.
+    rows: RowBuilder,
     /// Where the last batch's rows came from: watermarks are per partition.
     split_rows: SplitRows,
     skipped: u64,
@@ -108,63 +90,8 @@ impl KafkaReader {
             .projection
             .clone()
             .unwrap_or_else(|| (0..table.schema.fields().len()).collect());
-        let projected: SchemaRef = std::sync::Arc::new(
-            table
-                .schema
-                .project(&projection)
-                .map_err(|e| ConnectorError::option(table, e.to_string()))?,
-        );
         let batch_size = request.batch_size.clamp(1, MAX_BATCH_ROWS);
-        // `'value.fields-include' = 'EXCEPT_KEY'`: the key columns are decoded from the key.
-        let key_columns: Vec<usize> = match (&config.key, config.value_except_key) {
-            (Some((_, fields)), true) => fields
-                .iter()
-                .filter_map(|f| table.schema.index_of(f).ok())
-                .collect(),
-            _ => Vec::new(),
-        };
-        // The payload decodes into the other columns that are not metadata.
-        let is_meta = |column: usize| config.metadata.iter().find(|m| m.column == column);
-        let payload_columns: Vec<usize> = (0..table.schema.fields().len())
-            .filter(|&c| is_meta(c).is_none() && !key_columns.contains(&c))
-            .collect();
-        let mut outputs = Vec::with_capacity(projection.len());
-        let mut payload_projection = Vec::new();
-        let mut key_projection = Vec::new();
-        for &column in &projection {
-            if let Some(meta) = is_meta(column) {
-                outputs.push(Output::Meta(meta.key));
-            } else if let Some(at) = key_columns.iter().position(|&c| c == column) {
-                outputs.push(Output::Key(key_projection.len()));
-                key_projection.push(at);
-            } else {
-                outputs.push(Output::Payload(payload_projection.len()));
-                payload_projection.push(
-                    payload_columns
-                        .iter()
-                        .position(|&c| c == column)
-                        .unwrap_or(0),
-                );
-            }
-        }
-        let decoder = part_decoder(
-            table,
-            &payload_columns,
-            &payload_projection,
-            &config.value,
-            batch_size,
-        )?;
-        let key_decoder = match &config.key {
-            Some((format, _)) if !key_projection.is_empty() => Some(part_decoder(
-                table,
-                &key_columns,
-                &key_projection,
-                format,
-                batch_size,
-            )?),
-            _ => None,
-        };
-        let reads_metadata = outputs.iter().any(|o| !matches!(o, Output::Payload(_)));
+        let rows = RowBuilder::new(table, &config, &projection, batch_size)?;
         let group = config
             .group_id
             .clone()
@@ -187,14 +114,9 @@ impl KafkaReader {
             consumer,
             splits: Vec::new(),
             assigned: false,
-            decoder,
             batch_size,
             polled: Polled::default(),
-            message_meta: reads_metadata.then(metadata::Polled::default),
-            key_decoder,
-            keys: Polled::default(),
-            projected,
-            outputs,
+            rows,
             split_rows: SplitRows::default(),
             skipped: 0,
             last_discovery: Instant::now(),
@@ -582,9 +504,7 @@ impl crate::connector::SourceReader for KafkaReader {
             return Ok(None);
         }
         self.polled.clear();
-        if let Some(meta) = &mut self.message_meta {
-            meta.clear();
-        }
+        self.rows.clear();
         let deadline = Instant::now() + self.config.poll_timeout;
         while self.polled.len() < self.batch_size
             && self.polled.bytes.len() < MAX_BATCH_BYTES
@@ -609,9 +529,7 @@ impl crate::connector::SourceReader for KafkaReader {
                     }
                     self.polled
                         .push(message.payload(), (split.topic, partition, offset), index);
-                    if let Some(meta) = &mut self.message_meta {
-                        meta.push(&message);
-                    }
+                    self.rows.observe(&message);
                     drop(message);
                     let split = &mut self.splits[index];
                     split.next = offset + 1;
@@ -626,22 +544,22 @@ impl crate::connector::SourceReader for KafkaReader {
         }
         let tombstones = self.polled.payloads.iter().filter(|p| p.is_none()).count();
         self.skipped += tombstones as u64;
-        let (batch, bad) = self
-            .decoder
-            .decode(&self.polled, self.config.ignore_parse_errors)
-            .map_err(|bad| self.bad_message(&bad.reason, bad.index))?;
+        let rows = match self.rows.build(
+            &self.polled,
+            &self.config.topics,
+            self.config.ignore_parse_errors,
+        ) {
+            Ok(rows) => rows,
+            Err(RowsError::Message(bad)) => return Err(self.bad_message(&bad.reason, bad.index)),
+            Err(RowsError::Other(message)) => return Err(self.config.error(message)),
+        };
+        let Rows { batch, bad, kept } = rows;
         if !bad.is_empty() {
             self.skipped += bad.len() as u64;
             if let Some(first) = bad.first() {
                 tracing::warn!("{} (skipped)", self.bad_message(&first.reason, first.index));
             }
         }
-        let kept = self.polled.kept(&bad);
-        let batch = if self.message_meta.is_some() {
-            self.with_metadata(&batch, &kept)?
-        } else {
-            batch
-        };
         self.split_rows.rows.clear();
         self.split_rows
             .rows
@@ -773,84 +691,6 @@ impl crate::connector::SourceReader for KafkaReader {
 }
 
 impl KafkaReader {
-    /// The returned columns in order: the decoded payload's, and the decoded keys and metadata
-    /// of the messages `kept` (those that became rows).
-    fn with_metadata(
-        &mut self,
-        payload: &RecordBatch,
-        kept: &[usize],
-    ) -> Result<RecordBatch, ConnectorError> {
-        if payload.num_rows() != kept.len() {
-            return Err(self.config.error(format!(
-                "{} messages decoded into {} rows",
-                kept.len(),
-                payload.num_rows()
-            )));
-        }
-        let keys = self.decode_keys(kept)?;
-        let Some(meta) = &self.message_meta else {
-            return Ok(payload.clone());
-        };
-        let mut columns = Vec::with_capacity(self.outputs.len());
-        for (output, field) in self.outputs.iter().zip(self.projected.fields()) {
-            columns.push(match *output {
-                Output::Payload(index) => payload.column(index).clone(),
-                Output::Key(index) => match &keys {
-                    Some(keys) => keys.column(index).clone(),
-                    None => return Err(self.config.error("no key decoder")),
-                },
-                Output::Meta(key) => meta
-                    .column(
-                        key,
-                        field.data_type(),
-                        &self.polled.origins,
-                        &self.config.topics,
-                        kept,
-                    )
-                    .map_err(|e| self.config.error(e))?,
-            });
-        }
-        let options =
-            arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(kept.len()));
-        RecordBatch::try_new_with_options(self.projected.clone(), columns, &options)
-            .map_err(|e| self.config.error(e.to_string()))
-    }
-
-    /// The key columns of the messages `kept`; a key that does not decode (or is missing)
-    /// fails the job, naming the message: its row cannot be built.
-    fn decode_keys(&mut self, kept: &[usize]) -> Result<Option<RecordBatch>, ConnectorError> {
-        let (Some(decoder), Some(meta)) = (self.key_decoder.as_mut(), self.message_meta.as_ref())
-        else {
-            return Ok(None);
-        };
-        self.keys.clear();
-        let mut missing = None;
-        for &index in kept {
-            let key = meta.key(index);
-            if key.is_none() {
-                missing = Some(index);
-                break;
-            }
-            self.keys.push(
-                key,
-                self.polled.origins[index],
-                self.polled.splits[index] as usize,
-            );
-        }
-        let failed = match missing {
-            Some(index) => Some((index, "the message has no key".to_string())),
-            None => match decoder.decode(&self.keys, false) {
-                Ok((batch, _)) => return Ok(Some(batch)),
-                Err(bad) => Some((
-                    kept.get(bad.index).copied().unwrap_or(0),
-                    format!("its key: {}", bad.reason),
-                )),
-            },
-        };
-        let (index, reason) = failed.unwrap_or_default();
-        Err(self.bad_message(&reason, index))
-    }
-
     fn bad_message(&self, reason: &str, index: usize) -> ConnectorError {
         let (topic, partition, offset) = self
             .polled
@@ -868,33 +708,6 @@ impl KafkaReader {
             ),
         }
     }
-}
-
-/// A decoder for part of the table's columns (`columns`, as a table of their own: the payload's
-/// or the key's), returning `projection` of them (indexes into `columns`).
-fn part_decoder(
-    table: &TableDef,
-    columns: &[usize],
-    projection: &[usize],
-    format: &super::format::Format,
-    batch_size: usize,
-) -> Result<ValueDecoder, ConnectorError> {
-    let part = TableDef {
-        schema: std::sync::Arc::new(
-            table
-                .schema
-                .project(columns)
-                .map_err(|e| ConnectorError::option(table, e.to_string()))?,
-        ),
-        metadata: Vec::new(),
-        ..table.clone()
-    };
-    let projected: SchemaRef = std::sync::Arc::new(
-        part.schema
-            .project(projection)
-            .map_err(|e| ConnectorError::option(table, e.to_string()))?,
-    );
-    ValueDecoder::new(&part, format, projection, projected, batch_size)
 }
 
 #[cfg(test)]
