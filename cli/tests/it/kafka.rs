@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use super::checkpoints::committed_rows;
+use super::checkpoints::{apply_changelog, changelog_in_order, committed_rows};
 use super::{built, scratch, script, weir};
 
 fn bootstrap() -> String {
@@ -290,7 +290,7 @@ fn bad_messages_missing_topics_and_unreachable_brokers_are_reported() {
 fn killed_at_random_moments_a_job_reading_kafka_commits_exactly_once() {
     use std::process::{Command, Stdio};
 
-    use super::checkpoints::{apply_changelog, changelog_in_order, kill_until_done};
+    use super::checkpoints::kill_until_done;
 
     // Long enough to be killed four times on a busy machine (each restart resumes, so only
     // the time before a kill's first checkpoint is lost).
@@ -1086,6 +1086,106 @@ fn a_topic_pattern_reads_matching_topics_and_finds_new_ones() {
             format!("1,{first}"),
             format!("2,{first}"),
             format!("3,{second}")
+        ]
+    );
+}
+
+/// Sends keyed messages (`None`: a tombstone) to partition `partition` of `topic`.
+fn produce_keyed(topic: &str, partition: i32, messages: &[(&str, Option<&str>)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("producer");
+    for (key, value) in messages {
+        let mut record = BaseRecord::<str, str>::to(topic)
+            .partition(partition)
+            .key(key);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer.send(record).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Reading an `upsert-kafka` table: each message is its key's latest value, a tombstone its
+/// deletion. In batch mode the job sees each key's last value; in streaming mode a changelog
+/// (inserts, updates with their rows before, deletes) that an updating GROUP BY follows (one
+/// message per batch, so that each change reaches the result).
+#[test]
+fn an_upsert_kafka_table_reads_as_each_keys_latest_value() {
+    let dir = fresh_dir("kafka-upsert-source");
+    let topic = create_topic("upsert-source", 2);
+    let key = |k: &str| format!(r#"{{"k": "{k}"}}"#);
+    let value = |k: &str, v: i64| format!(r#"{{"k": "{k}", "v": {v}}}"#);
+    let (a, b, c) = (key("a"), key("b"), key("c"));
+    let values = [
+        value("a", 1),
+        value("b", 2),
+        value("a", 3),
+        value("c", 5),
+        value("c", 6),
+    ];
+    produce_keyed(
+        &topic,
+        0,
+        &[
+            (&a, Some(&values[0])),
+            (&b, Some(&values[1])),
+            (&a, Some(&values[2])),
+            (&b, None),
+        ],
+    );
+    produce_keyed(&topic, 1, &[(&c, Some(&values[3])), (&c, Some(&values[4]))]);
+    let table = format!(
+        "CREATE TABLE ups (k STRING, v BIGINT, PRIMARY KEY (k) NOT ENFORCED) \
+         WITH ('connector' = 'upsert-kafka', 'topic' = '{topic}', \
+           'properties.bootstrap.servers' = '{}', 'key.format' = 'json', \
+           'value.format' = 'json', 'scan.bounded.mode' = 'latest-offset');\n",
+        bootstrap()
+    );
+    let batch = script(
+        "upsert-batch.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';\n{table}\
+             CREATE TABLE latest (v BIGINT, k STRING) WITH ('connector' = 'filesystem', \
+               'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO latest SELECT v, k FROM ups;\n",
+            dir.join("latest").display()
+        ),
+    );
+    run(&batch, 2);
+    let mut latest = committed_rows(&dir.join("latest"));
+    latest.sort();
+    assert_eq!(latest, ["3,a", "6,c"]);
+
+    let streaming = script(
+        "upsert-streaming.sql",
+        &format!(
+            "SET 'execution.runtime-mode' = 'streaming';\n\
+             SET 'pipeline.batch-size' = '1';\n{table}\
+             CREATE TABLE sizes (size STRING, n BIGINT, total BIGINT) WITH ( \
+               'connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', \
+               'sink.changelog-mode' = 'all');\n\
+             INSERT INTO sizes SELECT CASE WHEN v > 4 THEN 'big' ELSE 'small' END, COUNT(*), \
+               SUM(v) FROM ups GROUP BY CASE WHEN v > 4 THEN 'big' ELSE 'small' END;\n",
+            dir.join("sizes").display()
+        ),
+    );
+    run(&streaming, 2);
+    let changes = changelog_in_order(&dir.join("sizes"));
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("-U") || c.starts_with("-D")),
+        "updates and deletes flow: {changes:?}"
+    );
+    let sizes = apply_changelog(changes);
+    assert_eq!(
+        sizes.into_iter().collect::<Vec<_>>(),
+        [
+            ("big".to_string(), "1,6".to_string()),
+            ("small".to_string(), "1,3".to_string())
         ]
     );
 }

@@ -309,7 +309,10 @@ impl ConnectorKind {
     }
 
     pub fn can_read(self) -> bool {
-        matches!(self, Self::Filesystem | Self::Nexmark | Self::Kafka)
+        matches!(
+            self,
+            Self::Filesystem | Self::Nexmark | Self::Kafka | Self::UpsertKafka
+        )
     }
 
     pub fn can_write(self) -> bool {
@@ -328,13 +331,6 @@ pub fn validate(table: &TableDef, as_source: bool) -> Result<ConnectorKind, Conn
     } else {
         kind.can_write()
     };
-    if kind == ConnectorKind::UpsertKafka && as_source {
-        return Err(ConnectorError::option(
-            table,
-            "reading an 'upsert-kafka' table (as a changelog) is not supported yet: read its \
-             topic with the 'kafka' connector",
-        ));
-    }
     if !usable {
         return Err(ConnectorError::option(
             table,
@@ -385,9 +381,8 @@ pub fn open_source(
         ConnectorKind::Filesystem => filesystem::open_source(table, request),
         ConnectorKind::Nexmark => nexmark::open_source(table, request),
         ConnectorKind::Kafka => kafka::open_source(table, request),
-        ConnectorKind::Print | ConnectorKind::Blackhole | ConnectorKind::UpsertKafka => {
-            unreachable!("checked by validate")
-        }
+        ConnectorKind::UpsertKafka => kafka::open_upsert_source(table, request),
+        ConnectorKind::Print | ConnectorKind::Blackhole => unreachable!("checked by validate"),
     }
 }
 
@@ -416,7 +411,7 @@ pub fn is_bounded(table: &TableDef) -> bool {
     match ConnectorKind::of(table) {
         Ok(ConnectorKind::Filesystem) => !table.options.contains_key("source.monitor-interval"),
         Ok(ConnectorKind::Nexmark) => table.options.contains_key("events.num"),
-        Ok(ConnectorKind::Kafka) => kafka::is_bounded(table),
+        Ok(ConnectorKind::Kafka | ConnectorKind::UpsertKafka) => kafka::is_bounded(table),
         _ => true,
     }
 }

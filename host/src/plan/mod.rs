@@ -237,6 +237,13 @@ pub enum OperatorSpec {
         limit: usize,
         input_schema: DFSchemaRef,
     },
+    /// An `upsert-kafka` source's upserts and tombstones, keyed by the primary key, made a
+    /// changelog (streaming) or each key's last value at the end (batch), as Flink's
+    /// ChangelogNormalize.
+    UpsertNormalize {
+        key: Vec<Expr>,
+        input_schema: DFSchemaRef,
+    },
     /// Batch only: everything, sorted, at end of input.
     Sort {
         exprs: Vec<SortExpr>,
@@ -266,6 +273,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAssign { .. } => "WindowAssign",
             OperatorSpec::WindowAggregate { .. } => "WindowAggregate",
             OperatorSpec::TopN { .. } => "TopN",
+            OperatorSpec::UpsertNormalize { .. } => "UpsertNormalize",
             OperatorSpec::Join { .. } => "Join",
             OperatorSpec::Sort { .. } => "Sort",
             OperatorSpec::Limit { .. } => "Limit",
@@ -409,6 +417,9 @@ impl OperatorSpec {
                     .join(", "),
                 list(partition_by)
             ),
+            OperatorSpec::UpsertNormalize { key, .. } => {
+                format!("the last row per [{}], as changes", list(key))
+            }
             OperatorSpec::Sort { exprs, fetch, .. } => format!(
                 "{}{}",
                 exprs

@@ -169,6 +169,81 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// An `upsert-kafka` table: every column read (the key must reach the normalizing step),
+    /// the rows keyed by the primary key into [`OperatorSpec::UpsertNormalize`], then the
+    /// scan's columns, filters and limit.
+    fn upsert_scan(
+        &mut self,
+        scan: &datafusion_expr::logical_plan::TableScan,
+        entry: &crate::sql::catalog::TableEntry,
+    ) -> Result<usize, PlanError> {
+        let parallelism = self.options.parallelism.max(1);
+        let def = &entry.def;
+        let full: DFSchemaRef = std::sync::Arc::new(
+            datafusion_common::DFSchema::try_from_qualified_schema(
+                scan.table_name.clone(),
+                &def.schema,
+            )
+            .map_err(|e| PlanError::Unsupported(e.to_string()))?,
+        );
+        let column = |name: &str| {
+            Expr::Column(datafusion_common::Column::new(
+                Some(scan.table_name.clone()),
+                name,
+            ))
+        };
+        let source = self.node(
+            OperatorSpec::Source {
+                table: def.clone(),
+                projection: None,
+                watermark: self.source_watermark(entry, None),
+            },
+            parallelism,
+            def.schema.clone(),
+        );
+        // The reader's rows carry row kinds (+U, and -D for tombstones).
+        self.graph.nodes[source].changelog = true;
+        let key: Vec<Expr> = def.primary_key.iter().map(|k| column(k)).collect();
+        let mut id = self.node(
+            OperatorSpec::UpsertNormalize {
+                key: key.clone(),
+                input_schema: full.clone(),
+            },
+            parallelism,
+            def.schema.clone(),
+        );
+        self.graph.nodes[id].changelog = self.options.streaming;
+        self.edge(source, id, Partitioning::Hash(key));
+        if let Some(projection) = &scan.projection {
+            let exprs = projection
+                .iter()
+                .map(|&i| column(def.schema.field(i).name()))
+                .collect();
+            id = self.then(
+                id,
+                OperatorSpec::Project {
+                    exprs,
+                    input_schema: full,
+                },
+                &scan.projected_schema,
+            );
+        }
+        if let Some(predicate) = scan.filters.iter().cloned().reduce(Expr::and) {
+            id = self.then(
+                id,
+                OperatorSpec::Filter {
+                    predicate,
+                    input_schema: scan.projected_schema.clone(),
+                },
+                &scan.projected_schema,
+            );
+        }
+        if let Some(fetch) = scan.fetch {
+            id = self.limit(id, 0, Some(fetch), &scan.projected_schema);
+        }
+        Ok(id)
+    }
+
     /// In streaming mode, the watermark of a table whose watermark column the scan reads.
     fn source_watermark(
         &self,
@@ -205,7 +280,9 @@ impl Builder<'_> {
                 let Some(entry) = self.catalog.table(name) else {
                     return Err(PlanError::Unsupported(format!("table '{name}' not found")));
                 };
-                connector::validate(&entry.def, true)?;
+                if connector::validate(&entry.def, true)? == connector::ConnectorKind::UpsertKafka {
+                    return self.upsert_scan(scan, entry);
+                }
                 let watermark = self.source_watermark(entry, scan.projection.as_deref());
                 let mut id = self.node(
                     OperatorSpec::Source {

@@ -19,6 +19,7 @@ pub mod operators;
 pub mod router;
 pub mod session;
 pub mod top_n;
+pub mod upsert;
 pub mod watermark;
 pub mod window;
 pub mod window_aggregate;

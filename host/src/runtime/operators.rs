@@ -17,6 +17,7 @@ use super::changelog::{row_kinds, with_row_kinds};
 use super::join::{Join, JoinSpec};
 use super::session::SessionAggregate;
 use super::top_n::TopN;
+use super::upsert::UpsertNormalize;
 use super::window::WindowAssign;
 use super::window_aggregate::{WindowAggregate, WindowAggregateSpec};
 use crate::connector::Subtask;
@@ -249,6 +250,13 @@ pub fn create(
             partition_by,
             order_by,
             *limit,
+            input_schema,
+            node.schema.clone(),
+            max_parallelism,
+            node.changelog,
+        )?),
+        OperatorSpec::UpsertNormalize { key, input_schema } => Box::new(UpsertNormalize::new(
+            key,
             input_schema,
             node.schema.clone(),
             max_parallelism,

@@ -87,7 +87,8 @@ impl Router {
                     let schema = match &graph.nodes[edge.to].operator {
                         crate::plan::OperatorSpec::Aggregate { input_schema, .. }
                         | crate::plan::OperatorSpec::WindowAggregate { input_schema, .. }
-                        | crate::plan::OperatorSpec::TopN { input_schema, .. } => {
+                        | crate::plan::OperatorSpec::TopN { input_schema, .. }
+                        | crate::plan::OperatorSpec::UpsertNormalize { input_schema, .. } => {
                             input_schema.clone()
                         }
                         crate::plan::OperatorSpec::Join {

@@ -1,7 +1,8 @@
 //! The `kafka` connector, with Flink's option names: a source whose splits are the topics'
 //! partitions and whose checkpointed position is the next offset of each, and an at-least-once
 //! sink; and `upsert-kafka`, a sink of updating results keyed by the primary key (a tombstone
-//! for a delete), which a replay after a failure overwrites rather than repeats.
+//! for a delete), which a replay after a failure overwrites rather than repeats, and a source
+//! whose messages are each key's latest value (normalized into a changelog by the runtime).
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source): it is the
 //! client every other stream processor without a JVM uses (Arroyo among them), it speaks every
@@ -65,6 +66,11 @@ const UPSERT_KNOWN_OPTIONS: &[&str] = &[
     "csv.null-literal",
     "sink.delivery-guarantee",
     "connect.timeout",
+    "scan.bounded.mode",
+    "scan.bounded.specific-offsets",
+    "scan.bounded.timestamp-millis",
+    "scan.topic-partition-discovery.interval",
+    "scan.poll-timeout",
 ];
 
 /// Where reading starts in a partition that no checkpoint has a position for.
@@ -248,6 +254,8 @@ impl Config {
             None => false,
         };
         let startup = match options.get("scan.startup.mode").map(String::as_str) {
+            // A key's latest value may be anywhere in the topic.
+            _ if upsert => Startup::Earliest,
             None | Some("group-offsets") => Startup::GroupOffsets,
             Some("earliest-offset") => Startup::Earliest,
             Some("latest-offset") => Startup::Latest,
@@ -461,6 +469,16 @@ pub(crate) fn open_sink(
 ) -> Result<Box<dyn SinkWriter>, ConnectorError> {
     let config = Config::parse(table, false)?;
     Ok(Box::new(sink::KafkaWriter::open(table, config, subtask)?))
+}
+
+/// An `upsert-kafka` table read from the start: each message the latest value of its key
+/// (rows marked `+U`), a tombstone its deletion (`-D`, only the key columns set).
+pub(crate) fn open_upsert_source(
+    table: &TableDef,
+    request: &SourceRequest,
+) -> Result<Box<dyn SourceReader>, ConnectorError> {
+    let config = Config::parse(table, true)?;
+    Ok(Box::new(source::KafkaReader::open(table, config, request)?))
 }
 
 pub(crate) fn open_upsert_sink(

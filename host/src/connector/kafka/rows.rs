@@ -47,6 +47,8 @@ pub(super) struct RowBuilder {
     /// The columns returned, and where each comes from.
     projected: SchemaRef,
     outputs: Vec<Output>,
+    /// `upsert-kafka`: tombstones are rows too (deletes), and rows carry their kind.
+    upsert: bool,
 }
 
 impl RowBuilder {
@@ -63,17 +65,26 @@ impl RowBuilder {
                 .project(projection)
                 .map_err(|e| ConnectorError::option(table, e.to_string()))?,
         );
-        let key_columns: Vec<usize> = match (&config.key, config.value_except_key) {
-            (Some((_, fields)), true) => fields
-                .iter()
-                .filter_map(|f| table.schema.index_of(f).ok())
-                .collect(),
-            _ => Vec::new(),
+        let key_fields: Vec<usize> = config
+            .key
+            .iter()
+            .flat_map(|(_, fields)| fields.iter())
+            .filter_map(|f| table.schema.index_of(f).ok())
+            .collect();
+        // Read from the message key: `EXCEPT_KEY`'s key columns, and an upsert table's primary
+        // key (a tombstone has nothing else).
+        let key_columns = if config.upsert || config.value_except_key {
+            key_fields.clone()
+        } else {
+            Vec::new()
         };
-        // The payload decodes into the other columns that are not metadata.
+        // The payload holds the columns that are not metadata (less the key's with
+        // `EXCEPT_KEY`), in order: csv reads them by position.
         let is_meta = |column: usize| config.metadata.iter().find(|m| m.column == column);
         let payload_columns: Vec<usize> = (0..table.schema.fields().len())
-            .filter(|&c| is_meta(c).is_none() && !key_columns.contains(&c))
+            .filter(|&c| {
+                is_meta(c).is_none() && !(config.value_except_key && key_fields.contains(&c))
+            })
             .collect();
         let mut outputs = Vec::with_capacity(projection.len());
         let mut payload_projection = Vec::new();
@@ -111,7 +122,21 @@ impl RowBuilder {
             )?),
             _ => None,
         };
-        let reads_more = outputs.iter().any(|o| !matches!(o, Output::Payload(_)));
+        let reads_more = config.upsert || outputs.iter().any(|o| !matches!(o, Output::Payload(_)));
+        // An upsert table's rows carry their kind, and a tombstone's columns besides the key
+        // are null whatever their declared nullability.
+        let projected = if config.upsert {
+            let fields: Vec<arrow::datatypes::Field> = projected
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            crate::runtime::changelog::with_row_kinds(&std::sync::Arc::new(
+                arrow::datatypes::Schema::new(fields),
+            ))
+        } else {
+            projected
+        };
         Ok(Self {
             decoder,
             key_decoder,
@@ -119,6 +144,7 @@ impl RowBuilder {
             meta: reads_more.then(metadata::Polled::default),
             projected,
             outputs,
+            upsert: config.upsert,
         })
     }
 
@@ -149,21 +175,69 @@ impl RowBuilder {
             .decoder
             .decode(polled, skip_bad)
             .map_err(RowsError::Message)?;
-        let kept = polled.kept(&bad);
+        let with_value = polled.kept(&bad);
         if self.meta.is_none() {
             return Ok(Rows {
                 batch: payload,
                 bad,
-                kept,
+                kept: with_value,
             });
         }
-        if payload.num_rows() != kept.len() {
+        if payload.num_rows() != with_value.len() {
             return Err(RowsError::Other(format!(
                 "{} messages decoded into {} rows",
-                kept.len(),
+                with_value.len(),
                 payload.num_rows()
             )));
         }
+        // An upsert table's tombstones are rows too: the payload's columns null there.
+        let (payload, kept) = if self.upsert {
+            let kept: Vec<usize> = {
+                let mut bad = bad.iter().map(|b| b.index).peekable();
+                (0..polled.len())
+                    .filter(|&i| {
+                        let is_bad = bad.peek() == Some(&i);
+                        if is_bad {
+                            bad.next();
+                        }
+                        !is_bad
+                    })
+                    .collect()
+            };
+            let mut next = 0u32;
+            let take: arrow::array::UInt32Array = kept
+                .iter()
+                .map(|&i| {
+                    polled.payloads[i].map(|_| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect();
+            let columns = payload
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c, &take, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RowsError::Other(e.to_string()))?;
+            let options =
+                arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(kept.len()));
+            let nullable: Vec<arrow::datatypes::Field> = payload
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let payload = RecordBatch::try_new_with_options(
+                std::sync::Arc::new(arrow::datatypes::Schema::new(nullable)),
+                columns,
+                &options,
+            )
+            .map_err(|e| RowsError::Other(e.to_string()))?;
+            (payload, kept)
+        } else {
+            (payload, with_value)
+        };
         let keys = self.decode_keys(polled, &kept)?;
         let Some(meta) = &self.meta else {
             return Err(RowsError::Other("no message metadata".into()));
@@ -180,6 +254,16 @@ impl RowBuilder {
                     .column(key, field.data_type(), &polled.origins, topics, &kept)
                     .map_err(RowsError::Other)?,
             });
+        }
+        if self.upsert {
+            use crate::runtime::changelog::{RowKind, row_kind_column};
+            columns.push(row_kind_column(kept.iter().map(|&i| {
+                if polled.payloads[i].is_some() {
+                    RowKind::UpdateAfter
+                } else {
+                    RowKind::Delete
+                }
+            })));
         }
         let options =
             arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(kept.len()));

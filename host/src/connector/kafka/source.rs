@@ -542,8 +542,11 @@ impl crate::connector::SourceReader for KafkaReader {
                 break;
             }
         }
-        let tombstones = self.polled.payloads.iter().filter(|p| p.is_none()).count();
-        self.skipped += tombstones as u64;
+        // Only an upsert table reads a message without a value (as a delete).
+        if !self.config.upsert {
+            let tombstones = self.polled.payloads.iter().filter(|p| p.is_none()).count();
+            self.skipped += tombstones as u64;
+        }
         let rows = match self.rows.build(
             &self.polled,
             &self.config.topics,
