@@ -21,6 +21,8 @@ pub enum Suite {
     Nexmark(NexmarkArgs),
     /// Incremental RocksDB checkpoints of a large state: bytes written, retention, recovery.
     Checkpoint(super::bench_checkpoint::CheckpointArgs),
+    /// Throughput through a Kafka broker: into a topic, through a Wasm function, topic to topic.
+    Kafka(super::bench_kafka::KafkaArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +172,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let args = match args.suite {
         Suite::Nexmark(args) => args,
         Suite::Checkpoint(args) => return super::bench_checkpoint::run(args),
+        Suite::Kafka(args) => return super::bench_kafka::run(args, cache_dir),
     };
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -258,7 +261,7 @@ fn json_scratch_dir() -> PathBuf {
 }
 
 /// Runs a query's script; the rows it wrote, and a summary of its checkpoints (if any).
-fn run_script(
+pub(super) fn run_script(
     tokio: &tokio::runtime::Runtime,
     runtime: &WasmRuntime,
     script: &str,

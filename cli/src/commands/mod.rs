@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_checkpoint;
+pub mod bench_kafka;
 pub mod build;
 pub mod call;
 pub mod control;

@@ -489,6 +489,34 @@ pub(crate) fn open_upsert_sink(
     Ok(Box::new(sink::KafkaWriter::open(table, config, subtask)?))
 }
 
+/// Creates `topics` (name, partitions) on the cluster at `bootstrap`, for tools and
+/// benchmarks: the connector itself never creates topics.
+///
+/// # Errors
+/// The cluster cannot be reached, or refuses a topic (one that exists already among them).
+pub async fn create_topics(bootstrap: &str, topics: &[(String, i32)]) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(|e| format!("cannot create topics on Kafka at {bootstrap}: {e}"))?;
+    for result in results {
+        result.map_err(|(topic, e)| format!("cannot create topic '{topic}': {e}"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
