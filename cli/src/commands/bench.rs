@@ -174,18 +174,7 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
         Suite::Checkpoint(args) => return super::bench_checkpoint::run(args),
         Suite::Kafka(args) => return super::bench_kafka::run(args, cache_dir),
     };
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let runtime = WasmRuntime::shared(cache_dir)?;
-    let module = std::fs::canonicalize(&args.module).with_context(|| {
-        format!(
-            "{} (build it with `weir build udfs/rust/currency -o {}`)",
-            args.module.display(),
-            args.module.display()
-        )
-    })?;
+    let (tokio, runtime, module) = prepare(cache_dir, &args.module)?;
     println!(
         "nexmark: {} events per query, parallelism {}",
         args.events, args.parallelism
@@ -253,6 +242,26 @@ pub fn run(args: Args, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&json_dir);
     Ok(())
+}
+
+/// A runtime for the jobs, the Wasm engine, and the path of the module with `count_char`.
+pub(super) fn prepare(
+    cache_dir: Option<PathBuf>,
+    module: &std::path::Path,
+) -> anyhow::Result<(tokio::runtime::Runtime, WasmRuntime, PathBuf)> {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let runtime = WasmRuntime::shared(cache_dir)?;
+    let module = std::fs::canonicalize(module).with_context(|| {
+        format!(
+            "{} (build it with `weir build udfs/rust/currency -o {}`)",
+            module.display(),
+            module.display()
+        )
+    })?;
+    Ok((tokio, runtime, module))
 }
 
 /// Where `--json` writes the bids it reads back (removed at the end).

@@ -6,9 +6,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-use weir_host::wasm::WasmRuntime;
-
 #[derive(Debug, clap::Args)]
 pub struct KafkaArgs {
     /// The broker, host:port.
@@ -32,18 +29,7 @@ const BID_COLUMNS: &str = "auction BIGINT, bidder BIGINT, price BIGINT, channel 
                            url STRING, dateTime TIMESTAMP(3), extra STRING";
 
 pub fn run(args: KafkaArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    let runtime = WasmRuntime::shared(cache_dir)?;
-    let module = std::fs::canonicalize(&args.module).with_context(|| {
-        format!(
-            "{} (build it with `weir build udfs/rust/currency -o {}`)",
-            args.module.display(),
-            args.module.display()
-        )
-    })?;
+    let (tokio, runtime, module) = super::bench::prepare(cache_dir, &args.module)?;
     // Topics of this run's own, so that runs never read each other's messages.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

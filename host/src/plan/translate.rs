@@ -228,6 +228,15 @@ impl Builder<'_> {
                 &scan.projected_schema,
             );
         }
+        Ok(self.scan_filters_and_limit(id, scan))
+    }
+
+    /// The filters and limit DataFusion pushed into a scan, after the node `id` reading it.
+    fn scan_filters_and_limit(
+        &mut self,
+        mut id: usize,
+        scan: &datafusion_expr::logical_plan::TableScan,
+    ) -> usize {
         if let Some(predicate) = scan.filters.iter().cloned().reduce(Expr::and) {
             id = self.then(
                 id,
@@ -241,7 +250,7 @@ impl Builder<'_> {
         if let Some(fetch) = scan.fetch {
             id = self.limit(id, 0, Some(fetch), &scan.projected_schema);
         }
-        Ok(id)
+        id
     }
 
     /// In streaming mode, the watermark of a table whose watermark column the scan reads.
@@ -284,7 +293,7 @@ impl Builder<'_> {
                     return self.upsert_scan(scan, entry);
                 }
                 let watermark = self.source_watermark(entry, scan.projection.as_deref());
-                let mut id = self.node(
+                let id = self.node(
                     OperatorSpec::Source {
                         table: entry.def.clone(),
                         projection: scan.projection.clone(),
@@ -293,20 +302,7 @@ impl Builder<'_> {
                     parallelism,
                     arrow_schema(&scan.projected_schema),
                 );
-                if let Some(predicate) = scan.filters.iter().cloned().reduce(Expr::and) {
-                    id = self.then(
-                        id,
-                        OperatorSpec::Filter {
-                            predicate,
-                            input_schema: scan.projected_schema.clone(),
-                        },
-                        &scan.projected_schema,
-                    );
-                }
-                if let Some(fetch) = scan.fetch {
-                    id = self.limit(id, 0, Some(fetch), &scan.projected_schema);
-                }
-                Ok(id)
+                Ok(self.scan_filters_and_limit(id, scan))
             }
             LogicalPlan::Projection(projection) => {
                 let input = self.add(&projection.input)?;
